@@ -1,0 +1,128 @@
+"""Result records: one JSON file per (task, model, seed), provenance-complete.
+
+Schema (``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "task": {"name": str, "version": str, "main_metric": str, "higher_is_better": bool},
+      "datasets": [{"name": str, "version": str, "content_sha256": str}, ...],
+      "model": {"name": str, "description": str, "n_parameters": int, "hyperparameters": {...}},
+      "seed": int,
+      "split": "test",
+      "metrics": {"main_score": float, ...},
+      "validation_metrics": {...},
+      "environment": {"harness_version": str, "git_commit": str | null, "python": str,
+                      "platform": str, "packages": {name: version}},
+      "wall_time_s": float,
+      "created": ISO 8601 UTC
+    }
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from neuroharness.errors import DataFormatError
+
+SCHEMA_VERSION = 1
+REQUIRED = ("schema_version", "task", "datasets", "model", "seed", "split", "metrics", "environment")
+PACKAGES = ("numpy", "scipy", "pandas", "xarray", "zarr", "scikit-learn", "torch", "torch-geometric", "h5py")
+
+
+def git_commit() -> str | None:
+    """The harness checkout's commit, with ``-dirty`` if it has local changes; None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    from neuroharness import __version__
+
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    return {
+        "harness_version": __version__,
+        "git_commit": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+    }
+
+
+def record_filename(task: str, model: str, seed: int) -> str:
+    return f"{task}__{model}__seed{seed}.json"
+
+
+def write_record(record: dict, out_dir: os.PathLike) -> Path:
+    """Validate and write ``record`` atomically; return its path."""
+    validate_record(record, "record")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / record_filename(record["task"]["name"], record["model"]["name"], record["seed"])
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def validate_record(record: dict, source: str) -> dict:
+    """Check required fields and finite metrics; :class:`DataFormatError` naming ``source`` otherwise."""
+    if not isinstance(record, dict):
+        raise DataFormatError(f"{source}: expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise DataFormatError(f"{source}: missing field(s) {missing}")
+    if record["schema_version"] != SCHEMA_VERSION:
+        raise DataFormatError(f"{source}: schema_version {record['schema_version']!r}, expected {SCHEMA_VERSION}")
+    for key in ("name", "version", "main_metric"):
+        if not isinstance(record["task"].get(key), str):
+            raise DataFormatError(f"{source}: field task.{key} missing or not a string")
+    for i, d in enumerate(record["datasets"]):
+        for key in ("name", "version", "content_sha256"):
+            if not isinstance(d.get(key), str):
+                raise DataFormatError(f"{source}: field datasets[{i}].{key} missing or not a string")
+    metrics = record["metrics"]
+    if "main_score" not in metrics:
+        raise DataFormatError(f"{source}: field metrics.main_score missing")
+    for k, v in metrics.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise DataFormatError(f"{source}: metrics.{k} = {v!r}, expected a finite number")
+    if not isinstance(record["seed"], int):
+        raise DataFormatError(f"{source}: seed = {record['seed']!r}, expected an integer")
+    return record
+
+
+def read_records(paths_or_dir) -> list[tuple[Path, dict]]:
+    """Read and validate every ``*.json`` record under a directory (or a list of files)."""
+    if isinstance(paths_or_dir, (str, os.PathLike)):
+        root = Path(paths_or_dir)
+        if not root.exists():
+            raise DataFormatError(f"{root}: results directory not found")
+        paths = sorted(root.rglob("*.json")) if root.is_dir() else [root]
+    else:
+        paths = [Path(p) for p in paths_or_dir]
+    out = []
+    for p in paths:
+        try:
+            record = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataFormatError(f"{p}: not a readable JSON record ({e})") from None
+        out.append((p, validate_record(record, str(p))))
+    return out

@@ -1,0 +1,160 @@
+"""The dataset loader base class: fetch raw files, homogenize, write one store."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import xarray as xr
+
+from neuroharness import __version__
+from neuroharness.errors import DataFormatError, NeuroharnessError
+from neuroharness.progress import status
+from neuroharness.registry import Registry
+
+from . import cache, fetch
+
+DATASETS: Registry["DatasetLoader"] = Registry("dataset", "neuroharness.loaders")
+
+
+def register_dataset(cls):
+    """Class decorator: register a :class:`DatasetLoader` under ``cls.name``."""
+    DATASETS.register(cls.name, cls())
+    return cls
+
+
+class DatasetLoader:
+    """One data source turned into one versioned, homogenized xarray store.
+
+    Subclasses set the card fields and implement :meth:`fetch` (raw files,
+    verified) and :meth:`build` (raw files -> ``xarray.Dataset``). The base
+    class does caching, locking, provenance attributes and the atomic write.
+    Bump ``version`` whenever :meth:`build` would produce different content.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str] = ""
+    license: ClassVar[str]
+    citation: ClassVar[str]
+    homepage: ClassVar[str] = ""
+
+    def fetch(self, source: os.PathLike | str | None) -> tuple[dict[str, Path], str]:
+        """Return ``({raw name: local path}, origin)``; ``source`` overrides the default."""
+        raise NotImplementedError
+
+    def build(self, files: dict[str, Path]) -> xr.Dataset:
+        """Homogenize the raw files into a Dataset (dims, coords, units)."""
+        raise NotImplementedError
+
+    def summary(self, ds: xr.Dataset) -> list[str]:
+        """Lines describing a prepared store for ``datasets info``."""
+        return []
+
+    def card(self) -> dict:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "title": self.title,
+            "description": " ".join(self.description.split()),
+            "license": self.license,
+            "citation": self.citation,
+            "homepage": self.homepage,
+        }
+
+    # -- machinery shared by every dataset ---------------------------------
+    def store_path(self, version: str | None = None) -> Path:
+        return cache.store_path(self.name, version or self.version)
+
+    def prepare(self, source: os.PathLike | str | None = None, force: bool = False) -> Path:
+        """Fetch, verify and homogenize into the cache; return the store path.
+
+        Idempotent: an existing store is reused unless ``force``. The store
+        appears atomically, so an interrupted run leaves nothing and can be
+        rerun.
+        """
+        path = self.store_path()
+        with cache.lock(f"{self.name}-{self.version}"):
+            if path.exists() and not force:
+                if source is not None:
+                    recorded = xr.open_zarr(path, consolidated=True).attrs.get("source_argument")
+                    if recorded != str(source):
+                        raise NeuroharnessError(
+                            f"{path} was built from {recorded or 'the default source'}, not {source}; "
+                            "pass force=True (--force) to rebuild it"
+                        )
+                return path
+            cache.remove_stale_temps(path)
+            status(f"[{self.name}] fetching raw files")
+            files, origin = self.fetch(source)
+            status(f"[{self.name}] homogenizing {len(files)} raw files")
+            ds = self.build(files)
+            check_dataset(ds, self.name)
+            ds.attrs.update(
+                dataset=self.name,
+                dataset_version=self.version,
+                title=self.title,
+                source=origin,
+                source_argument=None if source is None else str(source),
+                license=self.license,
+                citation=self.citation,
+                harness_version=__version__,
+                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                raw_sha256=json.dumps({k: fetch.sha256_file(p) for k, p in sorted(files.items())}),
+                content_sha256=content_checksum(ds),
+            )
+            tmp = cache.temp_sibling(path)
+            try:
+                ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+                cache.replace_dir(tmp, path)
+            except BaseException:
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            status(f"[{self.name}] wrote {path}")
+            return path
+
+    def open(self, version: str | None = None, source=None) -> xr.Dataset:
+        """Open the store lazily (dask-backed), preparing it first if needed."""
+        version = version or self.version
+        path = self.store_path(version)
+        if not path.exists():
+            if version != self.version:
+                raise NeuroharnessError(
+                    f"{self.name} version {version} is not in the cache ({path}) and this harness "
+                    f"builds only version {self.version}"
+                )
+            self.prepare(source)
+        return xr.open_zarr(path, chunks={}, consolidated=True)
+
+
+def check_dataset(ds: xr.Dataset, name: str) -> None:
+    """Every data variable carries ``units`` and ``long_name`` (CF style)."""
+    for v in ds.data_vars:
+        missing = [a for a in ("units", "long_name") if a not in ds[v].attrs]
+        if missing:
+            raise DataFormatError(f"{name}: data variable {v!r} lacks attribute(s) {missing}")
+
+
+def content_checksum(ds: xr.Dataset) -> str:
+    """sha256 over names, dims, dtypes and bytes of every variable, in sorted order.
+
+    Independent of chunking and of provenance attributes, so two stores with
+    the same content have the same checksum wherever they were built.
+    """
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        h.update(f"{name}|{var.dims}|{var.dtype.str}|{var.shape}".encode())
+        values = np.asarray(var.values)
+        if values.dtype.kind in "OUS":
+            h.update("\x1f".join(map(str, values.ravel().tolist())).encode())
+        else:
+            h.update(np.ascontiguousarray(values).tobytes())
+    return h.hexdigest()

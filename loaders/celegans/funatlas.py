@@ -1,0 +1,118 @@
+"""Randi et al. 2023 signal-propagation atlas -> dataset ``celegans-funatlas``.
+
+The raw file is ``funatlas.h5`` from the ``wormneuroatlas`` 0.0.7.3 wheel
+(Randi, Sharma, Dvali, Leifer 2023, Nature 623:406). It holds, per strain
+(``wt``; ``unc31``, deficient in dense-core-vesicle release), 300 x 300 arrays
+indexed ``[responding, stimulated]``:
+
+- ``dFF``: mean response amplitude (ΔF/F0) of the responding neuron after
+  optogenetic stimulation of the stimulated one; NaN where never measured;
+- ``q``: false-discovery-rate q-value that the response is nonzero;
+- ``q_eq``: q-value of the equivalence test that the response is zero;
+- ``occ1``: number of stimulation events in which the pair was observed.
+
+The atlas names AWC by its functional asymmetry (``AWCOF``/``AWCON``); the
+anatomical datasets use left/right. We map ``AWCOF`` -> ``AWCL`` and
+``AWCON`` -> ``AWCR`` (the mapping the atlas authors' own code leaves
+commented out, ``wormneuroatlas/NeuroAtlas.py``): AWC ON/OFF identity is
+stochastic per animal, so treat AWCL/AWCR in this dataset as AWC-OFF/AWC-ON.
+CANL/CANR, absent from the atlas, are NaN with ``occ1`` = 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import xarray as xr
+
+from neuroharness.errors import DataFormatError
+
+from .. import pypi
+from ..base import DatasetLoader, register_dataset
+from . import canonical_name, neurons
+
+WORMNEUROATLAS = pypi.WheelSource(
+    package="wormneuroatlas",
+    version="0.0.7.3",
+    urls=(
+        "https://files.pythonhosted.org/packages/b3/dc/634b2a009739f692bad83325e5c0f8fd5b1323ac1a9ce11df7d4c8ac40db/wormneuroatlas-0.0.7.3-py3-none-any.whl",
+    ),
+    sha256="166289031784c9565f6b9205e30dc718bafbc092db3b46f1aef73d93dc4d1325",
+    files={"wormneuroatlas/data/funatlas.h5": "53a99055667b853e1d3d6be573ec2613d38c9f6989f302ec38ecd38dd50c7975"},
+)
+
+STRAINS = ("wt", "unc31")
+AWC = {"AWCOF": "AWCL", "AWCOFF": "AWCL", "AWCON": "AWCR"}
+VARIABLES = {
+    "dFF": ("float32", {"long_name": "mean response amplitude of responding neuron to stimulation", "units": "1",
+                        "description": "ΔF/F0; NaN where the pair was not measured"}),
+    "q": ("float64", {"long_name": "q-value of a nonzero response (FDR-corrected)", "units": "1"}),
+    "q_eq": ("float64", {"long_name": "q-value of the equivalence test for a zero response", "units": "1"}),
+    "occ1": ("int32", {"long_name": "number of stimulation events in which the pair was observed", "units": "1"}),
+}
+
+
+def read_funatlas(path: Path) -> xr.Dataset:
+    """Read ``funatlas.h5`` onto the 302 canonical neurons; dims strain x responding x stimulated."""
+    names = neurons().index.tolist()
+    index = {n: i for i, n in enumerate(names)}
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as e:
+        raise DataFormatError(f"{path}: not a readable HDF5 file ({e})") from None
+    with fh:
+        if "neuron_ids" not in fh:
+            raise DataFormatError(f"{path}: missing dataset 'neuron_ids' (expected 300 neuron names)")
+        ids = [AWC.get(s, s) for s in (canonical_name(x.decode() if isinstance(x, bytes) else x) for x in fh["neuron_ids"][:])]
+        unknown = [n for n in ids if n not in index]
+        if unknown:
+            raise DataFormatError(f"{path}: neuron_ids holds {unknown[:5]}, which are not canonical C. elegans neuron names")
+        pos = np.array([index[n] for n in ids])
+        out = {}
+        for var, (dtype, attrs) in VARIABLES.items():
+            fill = 0 if var == "occ1" else np.nan
+            full = np.full((len(STRAINS), len(names), len(names)), fill, dtype=dtype)
+            for s, strain in enumerate(STRAINS):
+                key = f"{strain}/{var}"
+                if key not in fh:
+                    raise DataFormatError(f"{path}: missing dataset {key!r}")
+                a = fh[key][:]
+                if a.shape != (len(ids), len(ids)):
+                    raise DataFormatError(f"{path}: dataset {key!r} has shape {a.shape}, expected {(len(ids), len(ids))}")
+                full[s][np.ix_(pos, pos)] = a
+            out[var] = (("strain", "responding", "stimulated"), full, attrs)
+    ds = xr.Dataset(out, coords={"strain": list(STRAINS), "responding": names, "stimulated": names})
+    ds["strain"].attrs["description"] = "wt: wild type; unc31: unc-31 mutant, deficient in dense-core-vesicle (neuropeptide) release"
+    return ds.chunk({"strain": 1})
+
+
+@register_dataset
+class CelegansFunatlas(DatasetLoader):
+    name = "celegans-funatlas"
+    version = "1.0"
+    title = "C. elegans signal-propagation atlas (Randi et al. 2023)"
+    description = """Responses of each neuron to optogenetic stimulation of each other neuron in
+    whole-brain imaging of wild-type and unc-31 worms: amplitude (dFF), significance (q, q_eq)
+    and observation counts (occ1), on the 302 canonical neurons. Dims strain x responding x stimulated."""
+    license = "wormneuroatlas 0.0.7.3 is distributed under GPL-3.0-or-later (wheel metadata); cite Randi et al. 2023 for the data"
+    citation = "Randi F, Sharma AK, Dvali S, Leifer AM (2023) Neural signal propagation atlas of Caenorhabditis elegans. Nature 623:406-414, doi:10.1038/s41586-023-06683-4"
+    homepage = "https://github.com/leiferlab/wormneuroatlas"
+
+    def fetch(self, source):
+        if source is not None and Path(source).is_file() and Path(source).suffix == ".h5":
+            return {"funatlas.h5": Path(source)}, f"local file {source}"
+        paths, origin = WORMNEUROATLAS.materialize(source)
+        return {"funatlas.h5": paths["wormneuroatlas/data/funatlas.h5"]}, origin
+
+    def build(self, files):
+        return read_funatlas(files["funatlas.h5"])
+
+    def summary(self, ds):
+        lines = []
+        for s in ds.strain.values:
+            sub = ds.sel(strain=s)
+            measured = int(np.isfinite(sub.dFF).sum())
+            sig = int((sub.q < 0.05).sum())
+            lines.append(f"{s:<6} measured pairs {measured:>6}  q<0.05 {sig:>5}  max occ1 {int(sub.occ1.max())}")
+        return lines

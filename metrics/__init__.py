@@ -1,0 +1,1 @@
+"""Metric functions: pure, validated, one module per family."""

@@ -1,0 +1,41 @@
+"""neuroharness: uniform neuroscience datasets, task cards and reproducible leaderboards.
+
+>>> import neuroharness as nh
+>>> ds = nh.open_dataset("celegans-connectome")       # xarray.Dataset, lazy
+>>> task = nh.get_task("celegans-structure-function")
+>>> task.evaluate(predictions)["main_score"]
+"""
+__version__ = "0.1.0"
+
+
+def open_dataset(name: str, version: str | None = None):
+    """Open dataset ``name`` as a lazy ``xarray.Dataset`` (prepared on first use)."""
+    from neuroharness.loaders import open_dataset as _open
+
+    return _open(name, version)
+
+
+def prepare_dataset(name: str, source=None, force: bool = False):
+    """Fetch, verify and homogenize dataset ``name``; return the store path."""
+    from neuroharness.loaders import prepare
+
+    return prepare(name, source, force=force)
+
+
+def list_datasets() -> list[str]:
+    from neuroharness.loaders import list_datasets as _list
+
+    return _list()
+
+
+def get_task(name: str):
+    """The task card object of task ``name`` (splits, metrics, baselines, ``evaluate``)."""
+    from neuroharness.tasks import get_task as _get
+
+    return _get(name)
+
+
+def list_tasks() -> list[str]:
+    from neuroharness.tasks import list_tasks as _list
+
+    return _list()

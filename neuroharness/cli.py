@@ -1,0 +1,182 @@
+"""The ``neuroharness`` command line: datasets, tasks, run, evaluate, leaderboard."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from neuroharness.errors import NeuroharnessError
+from neuroharness.progress import set_quiet
+
+
+def _datasets(args) -> int:
+    from neuroharness.loaders import get_loader, list_datasets, prepare
+
+    if args.action == "list":
+        for name in list_datasets():
+            loader = get_loader(name)
+            state = "prepared" if loader.store_path().exists() else "not prepared"
+            print(f"{name:<24} v{loader.version:<5} {state:<13} {loader.title}")
+        return 0
+    if args.action == "prepare":
+        for name in args.names:
+            print(prepare(name, args.source, force=args.force))
+        return 0
+    # info
+    for name in args.names:
+        loader = get_loader(name)
+        card = loader.card()
+        for key in ("name", "version", "title", "description", "license", "citation", "homepage"):
+            print(f"{key + ':':<12} " + textwrap.fill(str(card[key]), 100, subsequent_indent=" " * 13))
+        path = loader.store_path()
+        print(f"{'store:':<12} {path}{'' if path.exists() else ' (not prepared: run neuroharness datasets prepare ' + name + ')'}")
+        if path.exists():
+            ds = loader.open()
+            print(f"{'source:':<12} {ds.attrs.get('source')}")
+            print(f"{'sha256:':<12} {ds.attrs.get('content_sha256')}")
+            print(f"{'dims:':<12} " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
+            for line in loader.summary(ds):
+                print("  " + line)
+    return 0
+
+
+def _tasks(args) -> int:
+    from neuroharness.tasks import get_task, list_tasks
+
+    if args.action == "list":
+        for name in list_tasks():
+            t = get_task(name)
+            print(f"{name:<32} v{t.card.version:<5} {t.card.title}")
+        return 0
+    task = get_task(args.name)
+    if args.action == "template":
+        from neuroharness.tasks.submission import write_table
+
+        path = write_table(task.submission_template(args.split), args.out)
+        print(path)
+        return 0
+    card = task.card.to_dict()
+    if args.json:
+        card["models"] = {k: m.description for k, m in task.models.items()}
+        print(json.dumps(card, indent=2))
+        return 0
+    for key in ("name", "version", "title", "description", "split", "inputs", "targets", "main_metric", "seeds", "chance", "submission"):
+        print(f"{key + ':':<13} " + textwrap.fill(str(card[key]), 100, subsequent_indent=" " * 14))
+    print("datasets:     " + ", ".join(f"{d['name']} {d['version']}" for d in card["datasets"]))
+    print("metrics:")
+    for m in task.card.metrics:
+        print(f"  {m.name:<20} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
+    print("models:")
+    for name, m in task.models.items():
+        print(f"  {name:<20} {m.description}")
+    for ref in task.card.references:
+        print(f"reference:    {ref}")
+    return 0
+
+
+def _run(args) -> int:
+    from neuroharness.leaderboards.runner import run
+    from neuroharness.tasks import get_task
+
+    task = get_task(args.task)
+    models = list(task.models) if args.model == ["all"] else args.model
+    for m in models:
+        task.get_model(m)
+    for m in models:
+        for p in run(args.task, m, args.seeds, args.out):
+            print(p)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from neuroharness.tasks import get_task
+
+    metrics = get_task(args.task).evaluate(args.predictions, split=args.split)
+    text = json.dumps(metrics, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def _leaderboard(args) -> int:
+    from neuroharness.leaderboards import official_dir, table
+    from neuroharness.leaderboards.records import read_records
+    from neuroharness.tasks import get_task
+
+    get_task(args.task)
+    results = args.results or official_dir(args.task)
+    print(table.render(table.build(read_records(results), task=args.task), args.format), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from neuroharness import __version__
+
+    p = argparse.ArgumentParser(prog="neuroharness", description=__doc__)
+    p.add_argument("--version", action="version", version=f"neuroharness {__version__}")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    sub = p.add_subparsers(dest="command", required=True)
+    # -q is accepted after the verb too; SUPPRESS keeps a top-level -q from being reset
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or status lines")
+
+    d = sub.add_parser("datasets", parents=[quiet], help="list, describe and prepare datasets")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dsub.add_parser("list", parents=[quiet], help="registered datasets and whether they are prepared")
+    di = dsub.add_parser("info", parents=[quiet], help="dataset card and, if prepared, a summary")
+    di.add_argument("names", nargs="+", metavar="NAME")
+    dp = dsub.add_parser("prepare", parents=[quiet], help="fetch, verify and homogenize into the cache")
+    dp.add_argument("names", nargs="+", metavar="NAME")
+    dp.add_argument("--source", help="local copy (file or folder) or URL to use instead of the default source")
+    dp.add_argument("--force", action="store_true", help="rebuild even if the store exists")
+    d.set_defaults(func=_datasets)
+
+    t = sub.add_parser("tasks", parents=[quiet], help="list and describe tasks")
+    tsub = t.add_subparsers(dest="action", required=True)
+    tsub.add_parser("list", parents=[quiet])
+    ti = tsub.add_parser("info", parents=[quiet], help="the task card")
+    ti.add_argument("name", metavar="TASK")
+    ti.add_argument("--json", action="store_true", help="machine-readable card")
+    tt = tsub.add_parser("template", parents=[quiet], help="write the id columns a submission must cover")
+    tt.add_argument("name", metavar="TASK")
+    tt.add_argument("out", metavar="OUT", help="output file: .parquet or .npz")
+    tt.add_argument("--split", default="test", choices=["test", "val"])
+    t.set_defaults(func=_tasks)
+
+    r = sub.add_parser("run", parents=[quiet], help="run registered models over seeds, one JSON record per run")
+    r.add_argument("task", metavar="TASK")
+    r.add_argument("--model", nargs="+", required=True, metavar="MODEL", help="model name(s), or 'all'")
+    r.add_argument("--seeds", nargs="+", type=int, help="default: the task card's seeds")
+    r.add_argument("--out", default="results", help="folder for the records (default: results)")
+    r.set_defaults(func=_run)
+
+    e = sub.add_parser("evaluate", parents=[quiet], help="score a predictions file (npz, parquet or zarr)")
+    e.add_argument("task", metavar="TASK")
+    e.add_argument("predictions", metavar="PREDICTIONS")
+    e.add_argument("--split", default="test", choices=["test", "val"])
+    e.add_argument("--out", help="also write the metrics to this JSON file")
+    e.set_defaults(func=_evaluate)
+
+    lb = sub.add_parser("leaderboard", parents=[quiet], help="aggregate records into mean ± std over seeds")
+    lb.add_argument("task", metavar="TASK")
+    lb.add_argument("--results", help="folder of records (default: the official baseline records)")
+    lb.add_argument("--format", default="md", choices=["md", "csv", "json"])
+    lb.set_defaults(func=_leaderboard)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    try:
+        return args.func(args)
+    except NeuroharnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

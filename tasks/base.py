@@ -1,0 +1,112 @@
+"""Task cards and the task base class.
+
+A task pairs datasets with a fixed split, metrics, baselines and reference
+levels. The card is declarative (:class:`TaskCard`); the task object builds
+the split from the prepared stores, trains registered models and scores
+predictions.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+from neuroharness.errors import UnknownNameError
+from neuroharness.registry import Registry
+
+TASKS: Registry["Task"] = Registry("task", "neuroharness.tasks")
+
+
+def register_task(cls):
+    """Class decorator: register a :class:`Task` under ``cls.card.name``."""
+    TASKS.register(cls.card.name, cls())
+    return cls
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """Everything needed to state, reproduce and compare results on a task.
+
+    Bump ``version`` whenever the split, targets or metrics change: records
+    of different versions are never ranked together.
+    """
+
+    name: str
+    version: str
+    title: str
+    description: str
+    datasets: tuple[DatasetRef, ...]
+    split: str
+    inputs: str
+    targets: str
+    metrics: tuple[MetricSpec, ...]
+    main_metric: str
+    seeds: tuple[int, ...] = (0, 1, 2)
+    chance: dict[str, str] = field(default_factory=dict)
+    submission: str = ""
+    references: tuple[str, ...] = ()
+
+    @property
+    def higher_is_better(self) -> bool:
+        return next(m.higher_is_better for m in self.metrics if m.name == self.main_metric)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: ``factory(**hyperparameters)`` builds an unfitted model."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str
+    hyperparameters: dict = field(default_factory=dict)
+
+    def build(self):
+        return self.factory(**self.hyperparameters)
+
+
+class Task:
+    """Base class: subclasses set ``card`` and implement the data/evaluate hooks."""
+
+    card: ClassVar[TaskCard]
+    models: ClassVar[dict[str, ModelSpec]] = {}
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def get_model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise UnknownNameError("model", name, self.models)
+        return self.models[name]
+
+    def evaluate(self, predictions, split: str = "test") -> dict[str, float]:
+        """Score predictions on ``split``; the result has a ``main_score`` key."""
+        raise NotImplementedError
+
+    def submission_template(self, split: str = "test"):
+        """A DataFrame of the id columns a submission must cover on ``split``."""
+        raise NotImplementedError
+
+    def dataset_checksums(self) -> dict[str, str]:
+        """``{dataset name: content_sha256}`` of the stores this task reads."""
+        raise NotImplementedError
+
+    def run_model(self, model_name: str, seed: int) -> dict:
+        """Fit model ``model_name`` with ``seed``; return metrics and model facts."""
+        raise NotImplementedError
