@@ -7,6 +7,7 @@ renamed to ``dest``, so ``dest`` existing means it is complete and verified.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import time
 import urllib.error
@@ -47,10 +48,15 @@ def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> None:
             have = 0
         length = resp.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
+        received = 0
         with open(part, "ab" if have else "wb") as out, progress_bar(total=total, initial=have, desc=desc, unit="B") as bar:
             for block in iter(lambda: resp.read(CHUNK), b""):
                 out.write(block)
+                received += len(block)
                 bar.update(len(block))
+        # urllib returns b"" when the connection drops mid-body; keep the partial for a resume
+        if length is not None and received < int(length):
+            raise ConnectionError(f"connection closed after {have + received} of {total} bytes")
 
 
 def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *, retries: int = 3, timeout: float = 60) -> Path:
@@ -71,11 +77,10 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
         for attempt in range(retries):
             try:
                 _fetch_once(url, part, timeout, dest.name)
-                try:
-                    verify(part, sha256)
-                except ChecksumError:
+                got = sha256_file(part)
+                if sha256 is not None and got != sha256.lower():
                     part.unlink(missing_ok=True)  # a corrupt partial must not be resumed
-                    raise
+                    raise ChecksumError(f"{dest}: sha256 of the download from {url} is {got}, expected {sha256}")
                 os.replace(part, dest)
                 return dest
             except urllib.error.HTTPError as e:
@@ -84,7 +89,7 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
                     part.unlink(missing_ok=True)
                 elif 400 <= e.code < 500:
                     break
-            except (urllib.error.URLError, OSError, TimeoutError) as e:
+            except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
                 errors.append(f"{url}: {e}")
             time.sleep(min(2**attempt, 5) * 0.1)
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(errors))

@@ -22,7 +22,7 @@ class Request:
     path: str
     headers: dict
     status: int = 0
-    sent: int = 0  # body bytes written
+    sent: int = 0  # body bytes the server sent (or, for a truncated response, sent before dropping)
 
     @property
     def range(self) -> str | None:
@@ -104,8 +104,8 @@ class LocalHTTPServer:
                     return
                 if cut is not None:
                     body = body[:cut]
+                req.sent = len(body)  # set before writing: the client may finish reading first
                 self.wfile.write(body)
-                req.sent = len(body)
                 if cut is not None:
                     self.wfile.flush()
                     self.close_connection = True
@@ -114,7 +114,7 @@ class LocalHTTPServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="test-http-server", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="test-http-server", daemon=True)
         self._thread.start()
 
     # -- configuration -------------------------------------------------------
@@ -167,3 +167,14 @@ def http_server():
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nh_home(tmp_path_factory):
+    """Every test session gets its own cache root, so tests never touch the
+    user's cache and real-data stores are prepared once per session."""
+    home = tmp_path_factory.mktemp("neuroharness_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEUROHARNESS_HOME", str(home))
+        mp.setenv("NEUROHARNESS_QUIET", "1")
+        yield home

@@ -161,9 +161,9 @@ def read_consensus_csv(path) -> tuple[pd.DataFrame, set[str]]:
         raise DataFormatError(f"{path}: not a readable consensus connectome CSV: {e}") from None
     edges = pd.DataFrame(
         {
-            "pre": pd.Series(pre, dtype=object),
-            "post": pd.Series(post, dtype=object),
-            "type": pd.Series(kind, dtype=object),
+            "pre": pd.Series(pre, dtype=str),
+            "post": pd.Series(post, dtype=str),
+            "type": pd.Series(kind, dtype=str),
             "weight": np.asarray(weight, dtype=np.float64),
         },
         columns=["pre", "post", "type", "weight"],
