@@ -91,20 +91,30 @@ def validate_record(record: dict, source: str) -> dict:
         raise DataFormatError(f"{source}: missing field(s) {missing}")
     if record["schema_version"] != SCHEMA_VERSION:
         raise DataFormatError(f"{source}: schema_version {record['schema_version']!r}, expected {SCHEMA_VERSION}")
+    for key, kind in (("task", dict), ("datasets", list), ("model", dict), ("metrics", dict), ("environment", dict)):
+        if not isinstance(record[key], kind):
+            raise DataFormatError(f"{source}: field {key} is a {type(record[key]).__name__}, expected a {kind.__name__}")
     for key in ("name", "version", "main_metric"):
         if not isinstance(record["task"].get(key), str):
             raise DataFormatError(f"{source}: field task.{key} missing or not a string")
     for i, d in enumerate(record["datasets"]):
         for key in ("name", "version", "content_sha256"):
-            if not isinstance(d.get(key), str):
+            if not isinstance(d, dict) or not isinstance(d.get(key), str):
                 raise DataFormatError(f"{source}: field datasets[{i}].{key} missing or not a string")
+    if not isinstance(record["model"].get("name"), str):
+        raise DataFormatError(f"{source}: field model.name missing or not a string")
+    n_params = record["model"].get("n_parameters")
+    if not isinstance(n_params, int) or isinstance(n_params, bool):
+        raise DataFormatError(f"{source}: field model.n_parameters = {n_params!r}, expected an integer")
     metrics = record["metrics"]
     if "main_score" not in metrics:
         raise DataFormatError(f"{source}: field metrics.main_score missing")
+    if record["task"]["main_metric"] not in metrics:
+        raise DataFormatError(f"{source}: field metrics.{record['task']['main_metric']} (the task's main_metric) missing")
     for k, v in metrics.items():
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
             raise DataFormatError(f"{source}: metrics.{k} = {v!r}, expected a finite number")
-    if not isinstance(record["seed"], int):
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
         raise DataFormatError(f"{source}: seed = {record['seed']!r}, expected an integer")
     return record
 

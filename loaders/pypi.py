@@ -83,14 +83,20 @@ class WheelSource:
         return Path(list(spec.submodule_search_locations)[0]).parent
 
     def _from_dir(self, root: Path, members: list[str]) -> dict[str, Path]:
-        out = {}
+        out, missing = {}, []
         for m in members:
             # accept site-packages, the package folder itself, or a flat folder of files
             candidates = [root / m, root / m.split("/", 1)[1], root / Path(m).name]
             hit = next((c for c in candidates if c.is_file()), None)
             if hit is None:
-                raise DataFormatError(f"{root}: missing source file {m!r} (looked for {', '.join(str(c) for c in candidates)})")
-            out[m] = hit
+                missing.append(m)
+            else:
+                out[m] = hit
+        if missing:
+            raise DataFormatError(
+                f"{root}: missing {len(missing)} source file(s) of {self.describe()}: {', '.join(missing)}; "
+                f"expected them directly in that folder, or at their paths inside the wheel (e.g. {members[0]})"
+            )
         return out
 
     def _extract(self, wheel: Path, members: list[str]) -> dict[str, Path]:

@@ -38,4 +38,7 @@ def average_precision(y_true, y_score) -> float:
 def positive_rate(y_true) -> float:
     """Fraction of positives: the average precision of a random ranking."""
     y = as_1d("y_true", y_true)
+    same_length(y_true=y)
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("y_true: expected only 0 and 1")
     return float(y.mean())

@@ -1,0 +1,248 @@
+"""The ``neuroharness`` command line, called in-process through ``cli.main``."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroharness import __version__, progress
+from neuroharness.cli import main
+from neuroharness.leaderboards import official_dir
+from neuroharness.leaderboards.records import SCHEMA_VERSION, write_record
+
+TASK = "celegans-structure-function"
+
+needs_celegans = pytest.mark.skipif(
+    importlib.util.find_spec("cect") is None or importlib.util.find_spec("wormneuroatlas") is None,
+    reason="needs the cect and wormneuroatlas wheels installed (pip install --no-deps cect==0.3.5 wormneuroatlas==0.0.7.3)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _reset_quiet():
+    yield
+    progress.set_quiet(False)
+
+
+def _record(model: str, seed: int, roc: float) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": {"name": TASK, "version": "1.0", "main_metric": "roc_auc", "higher_is_better": True},
+        "datasets": [{"name": "celegans-funatlas", "version": "1.0", "content_sha256": "c" * 64}],
+        "model": {"name": model, "description": "", "n_parameters": 1234, "hyperparameters": {}},
+        "seed": seed,
+        "split": "test",
+        "metrics": {"roc_auc": roc, "average_precision": 0.25, "main_score": roc},
+        "environment": {"git_commit": None, "packages": {}},
+    }
+
+
+@pytest.fixture
+def results(tmp_path):
+    # "a": 0.6, 0.8 -> 0.7000 ± 0.1414 (sqrt(0.02)); "b": 0.9, 0.9 -> 0.9000 ± 0.0000
+    for model, rocs in {"a": [0.6, 0.8], "b": [0.9, 0.9]}.items():
+        for seed, roc in enumerate(rocs):
+            write_record(_record(model, seed, roc), tmp_path)
+    return tmp_path
+
+
+# -- listing and describing ----------------------------------------------------
+def test_datasets_list(capsys):
+    assert main(["datasets", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert [line.split()[0] for line in lines] == ["celegans-connectome", "celegans-funatlas"]
+    assert all(re.search(r" v1\.0 +(prepared|not prepared) ", line) for line in lines)
+
+
+def test_tasks_list(capsys):
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^{TASK} +v1\.0 +Predict signal propagation", out, re.M)
+
+
+def test_tasks_info(capsys):
+    assert main(["tasks", "info", TASK]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^main_metric: +roc_auc$", out, re.M)
+    assert re.search(r"^version: +1\.0$", out, re.M)
+    assert re.search(r"^datasets: +celegans-funatlas 1\.0, celegans-connectome 1\.0$", out, re.M)
+    assert re.search(r"^  roc_auc +higher is better", out, re.M)
+    for model in ("chance", "connectome-direct", "connectome-multihop", "gnn-link"):
+        assert re.search(rf"^  {model} ", out, re.M)
+
+
+def test_tasks_info_json(capsys):
+    assert main(["tasks", "info", TASK, "--json"]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["name"] == TASK and card["main_metric"] == "roc_auc"
+    assert card["seeds"] == [0, 1, 2]
+    assert set(card["models"]) == {"chance", "connectome-direct", "connectome-multihop", "gnn-link"}
+
+
+# -- unknown names -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, valid",
+    [
+        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-connectome, celegans-funatlas"),
+        (["tasks", "info", "nope"], f"unknown task 'nope'; valid tasks: {TASK}"),
+        (["leaderboard", "nope"], f"unknown task 'nope'; valid tasks: {TASK}"),
+        (["evaluate", "nope", "x.npz"], f"unknown task 'nope'; valid tasks: {TASK}"),
+        (["run", TASK, "--model", "nope"],
+         "unknown model 'nope'; valid models: chance, connectome-direct, connectome-multihop, gnn-link"),
+    ],
+)
+def test_unknown_names_exit_2_and_list_valid_names(capsys, tmp_path, monkeypatch, argv, valid):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"error: {valid}"
+    assert captured.out == ""
+    assert not (tmp_path / "results").exists()  # `run` failed before any work
+
+
+def test_usage_error_is_argparse_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["leaderboard", TASK, "--format", "html"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'html'" in capsys.readouterr().err
+
+
+# -- evaluate --------------------------------------------------------------------
+@needs_celegans
+def test_evaluate_perfect_npz(capsys, tmp_path):
+    from neuroharness.tasks import get_task
+
+    task = get_task(TASK)
+    test = task.load()[1]["test"]
+    tpl = task.submission_template("test")
+    path = tmp_path / "perfect.npz"
+    np.savez(path, responding=tpl["responding"].to_numpy(dtype=str), stimulated=tpl["stimulated"].to_numpy(dtype=str),
+             score=test.significant.astype(float), amplitude=test.amplitude)
+    out_json = tmp_path / "metrics.json"
+    assert main(["evaluate", TASK, str(path), "--out", str(out_json)]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["main_score"] == 1.0
+    assert metrics["roc_auc"] == 1.0 and metrics["average_precision"] == 1.0
+    assert metrics["spearman"] == pytest.approx(1.0)
+    assert metrics["n_pairs"] == 6385
+    assert json.loads(out_json.read_text()) == metrics
+
+
+@needs_celegans
+def test_evaluate_bad_file_exits_2(capsys, tmp_path):
+    path = tmp_path / "preds.pkl"
+    path.write_bytes(b"\x80\x04N.")
+    assert main(["evaluate", TASK, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}: unsupported format '.pkl'")
+
+
+@needs_celegans
+def test_tasks_template(capsys, tmp_path):
+    out = tmp_path / "template.parquet"
+    assert main(["tasks", "template", TASK, str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    import pandas as pd
+
+    tpl = pd.read_parquet(out)
+    assert list(tpl.columns) == ["responding", "stimulated"] and len(tpl) == 6385
+
+
+# -- leaderboard -----------------------------------------------------------------
+def test_leaderboard_markdown(capsys, results):
+    assert main(["leaderboard", TASK, "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if re.match(r"\| \d", line)]
+    assert rows == [
+        ["1", "b", "0.9000 ± 0.0000", "0.2500 ± 0.0000", "2", "1,234"],
+        ["2", "a", "0.7000 ± 0.1414", "0.2500 ± 0.0000", "2", "1,234"],
+    ]
+    assert "| rank | model | roc_auc (main) | average_precision | seeds | params |" in out
+
+
+def test_leaderboard_csv(capsys, results):
+    assert main(["leaderboard", TASK, "--results", str(results), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["model"] for r in rows] == ["b", "a"]
+    assert float(rows[1]["roc_auc_mean"]) == pytest.approx(0.7)
+    assert float(rows[1]["roc_auc_std"]) == pytest.approx(2**0.5 / 10)
+
+
+def test_leaderboard_json(capsys, results):
+    assert main(["leaderboard", TASK, "--results", str(results), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["meta"]["task"] == TASK and data["meta"]["main_metric"] == "roc_auc"
+    assert [(r["rank"], r["model"]) for r in data["rows"]] == [(1, "b"), (2, "a")]
+    assert data["rows"][0]["roc_auc_mean"] == pytest.approx(0.9)
+
+
+def test_leaderboard_bad_record_exits_2(capsys, results):
+    bad = results / "bad.json"
+    bad.write_text(json.dumps({**_record("c", 0, 0.5), "seed": "zero"}))
+    assert main(["leaderboard", TASK, "--results", str(results)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {bad}: seed = 'zero', expected an integer"
+
+
+def test_leaderboard_official_records(capsys):
+    folder = official_dir(TASK)
+    code = main(["leaderboard", TASK])
+    captured = capsys.readouterr()
+    if not list(Path(folder).glob("*.json")):
+        # TODO(lead): official records do not exist yet; once scripts/regenerate_leaderboards.py has
+        # written leaderboards/official/celegans-structure-function/, replace this branch with checks
+        # of the official table (baseline models ranked, main-score values).
+        assert code == 2
+        assert captured.err.startswith("error: ") and str(folder) in captured.err
+        assert "Traceback" not in captured.err
+        return
+    assert code == 0
+    assert "roc_auc (main)" in captured.out
+    assert "chance" in captured.out
+
+
+# -- flags -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [["-q", "tasks", "list"], ["--quiet", "tasks", "list"], ["tasks", "-q", "list"], ["tasks", "list", "-q"]],
+)
+def test_quiet_before_and_after_verb(capsys, argv):
+    progress.set_quiet(False)
+    assert main(argv) == 0
+    assert progress._QUIET is True
+    assert TASK in capsys.readouterr().out
+
+
+def test_not_quiet_by_default(capsys):
+    progress.set_quiet(True)
+    assert main(["tasks", "list"]) == 0
+    assert progress._QUIET is False
+
+
+def test_version_in_process(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"neuroharness {__version__}"
+
+
+def test_console_script_version():
+    script = Path(sys.executable).with_name("neuroharness")
+    commands = [[sys.executable, "-m", "neuroharness.cli", "--version"]]
+    if script.exists():
+        commands.append([str(script), "--version"])
+    elif shutil.which("neuroharness"):
+        commands.append([shutil.which("neuroharness"), "--version"])
+    for cmd in commands:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"neuroharness {__version__}"

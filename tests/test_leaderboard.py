@@ -1,0 +1,341 @@
+"""Result records, leaderboard aggregation and rendering, and the runner end to end."""
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as dt
+import importlib.util
+import io
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from neuroharness.errors import DataFormatError, IncomparableResultsError
+from neuroharness.leaderboards import table
+from neuroharness.leaderboards.records import SCHEMA_VERSION, read_records, record_filename, write_record
+
+TASK = "celegans-structure-function"
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+needs_celegans = pytest.mark.skipif(
+    importlib.util.find_spec("cect") is None or importlib.util.find_spec("wormneuroatlas") is None,
+    reason="needs the cect and wormneuroatlas wheels installed (pip install --no-deps cect==0.3.5 wormneuroatlas==0.0.7.3)",
+)
+
+
+def make_record(model: str, seed: int, roc_auc: float, ap: float = 0.1, *, task: str = TASK, version: str = "1.0",
+                sha: str = SHA_A, higher_is_better: bool = True, n_parameters: int = 2) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": {"name": task, "version": version, "main_metric": "roc_auc", "higher_is_better": higher_is_better},
+        "datasets": [
+            {"name": "celegans-funatlas", "version": "1.0", "content_sha256": sha},
+            {"name": "celegans-connectome", "version": "1.0", "content_sha256": SHA_A},
+        ],
+        "model": {"name": model, "description": f"{model} model", "n_parameters": n_parameters, "hyperparameters": {}},
+        "seed": seed,
+        "split": "test",
+        "metrics": {"roc_auc": roc_auc, "average_precision": ap, "spearman": 0.0, "chance_average_precision": 0.05,
+                    "n_pairs": 100, "n_significant": 5, "main_score": roc_auc},
+        "validation_metrics": {},
+        "environment": {"harness_version": "0.1.0", "git_commit": None, "python": "3.11", "platform": "linux",
+                        "packages": {"numpy": "2.3.5"}},
+        "wall_time_s": 0.5,
+        "created": "2026-01-01T00:00:00+00:00",
+    }
+
+
+# model "good": roc 0.6, 0.7, 0.8 -> mean 0.7, sample std sqrt((0.01 + 0 + 0.01) / 2) = 0.1
+#               ap  0.1, 0.2, 0.3 -> mean 0.2, std 0.1
+# model "spiky": roc 0.9, 0.6, 0.9 -> mean 0.8, std sqrt((0.01 + 0.04 + 0.01) / 2) = sqrt(0.03)
+#               ap  0.4 x 3      -> mean 0.4, std 0
+# model "weak":  roc 0.45, 0.55, 0.5 -> mean 0.5, std sqrt((0.0025 + 0.0025 + 0) / 2) = 0.05
+SEEDS = {
+    "good": [(0.6, 0.1), (0.7, 0.2), (0.8, 0.3)],
+    "spiky": [(0.9, 0.4), (0.6, 0.4), (0.9, 0.4)],
+    "weak": [(0.45, 0.3), (0.55, 0.3), (0.5, 0.3)],
+}
+
+
+@pytest.fixture
+def results(tmp_path):
+    out = tmp_path / "results"
+    for model, vals in SEEDS.items():
+        for seed, (roc, ap) in enumerate(vals):
+            write_record(make_record(model, seed, roc, ap, n_parameters=len(model)), out)
+    return out
+
+
+# -- records -----------------------------------------------------------------
+def test_write_record_is_atomic_and_round_trips(tmp_path):
+    rec = make_record("good", 3, 0.7)
+    path = write_record(rec, tmp_path / "new" / "dir")
+    assert path.name == record_filename(TASK, "good", 3) == f"{TASK}__good__seed3.json"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left
+    [(p, back)] = read_records(path.parent)
+    assert p == path and back == rec
+    # rewriting replaces the file in place, still leaving nothing else behind
+    write_record(make_record("good", 3, 0.9), path.parent)
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert read_records([path])[0][1]["metrics"]["roc_auc"] == 0.9
+
+
+def test_write_record_refuses_invalid_record_and_writes_nothing(tmp_path):
+    rec = make_record("good", 0, 0.7)
+    rec["metrics"]["roc_auc"] = float("nan")
+    with pytest.raises(DataFormatError, match=r"metrics\.roc_auc = nan"):
+        write_record(rec, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write_raw(path, record) -> None:
+    path.write_text(json.dumps(record))  # json writes NaN as a bare token; read back as float nan
+
+
+def _drop(rec, *keys):
+    d = rec
+    for k in keys[:-1]:
+        d = d[k]
+    del d[keys[-1]]
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda r: _drop(r, "metrics"), r"missing field\(s\) \['metrics'\]"),
+        (lambda r: _drop(r, "seed"), r"missing field\(s\) \['seed'\]"),
+        (lambda r: _drop(r, "task", "version"), r"task\.version"),
+        (lambda r: _drop(r, "datasets", 0, "content_sha256"), r"datasets\[0\]\.content_sha256"),
+        (lambda r: _drop(r, "metrics", "main_score"), r"metrics\.main_score"),
+        (lambda r: _drop(r, "metrics", "roc_auc"), r"metrics\.roc_auc"),
+        (lambda r: _drop(r, "model", "name"), r"model\.name"),
+        (lambda r: _drop(r, "model", "n_parameters"), r"model\.n_parameters"),
+        (lambda r: r["metrics"].update(roc_auc=float("nan")), r"metrics\.roc_auc = nan"),
+        (lambda r: r["metrics"].update(average_precision=float("inf")), r"metrics\.average_precision = inf"),
+        (lambda r: r["metrics"].update(spearman="0.3"), r"metrics\.spearman = '0\.3'"),
+        (lambda r: r.update(schema_version=2), r"schema_version 2, expected 1"),
+        (lambda r: r.update(seed="0"), r"seed = '0', expected an integer"),
+        (lambda r: r.update(seed=1.0), r"seed = 1\.0, expected an integer"),
+        (lambda r: r.update(seed=True), r"seed = True, expected an integer"),
+        (lambda r: r.update(task="celegans"), r"field task is a str, expected a dict"),
+    ],
+)
+def test_invalid_record_names_file_and_field(tmp_path, mutate, field):
+    good = tmp_path / "good.json"
+    _write_raw(good, make_record("good", 0, 0.7))
+    bad = tmp_path / "bad.json"
+    rec = make_record("good", 1, 0.7)
+    mutate(rec)
+    _write_raw(bad, rec)
+    with pytest.raises(DataFormatError, match=field) as exc:
+        read_records(tmp_path)
+    assert str(bad) in str(exc.value)
+
+
+def test_unreadable_json_and_missing_dir(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(DataFormatError, match=r"broken\.json: not a readable JSON record"):
+        read_records(tmp_path)
+    with pytest.raises(DataFormatError, match="results directory not found"):
+        read_records(tmp_path / "nope")
+
+
+# -- build -------------------------------------------------------------------
+def test_build_mean_and_sample_std_by_hand(results):
+    t = table.build(read_records(results))
+    by_model = t.set_index("model")
+    assert by_model.loc["good", "roc_auc_mean"] == pytest.approx(0.7)
+    assert by_model.loc["good", "roc_auc_std"] == pytest.approx(0.1)
+    assert by_model.loc["good", "average_precision_mean"] == pytest.approx(0.2)
+    assert by_model.loc["good", "average_precision_std"] == pytest.approx(0.1)
+    assert by_model.loc["spiky", "roc_auc_mean"] == pytest.approx(0.8)
+    assert by_model.loc["spiky", "roc_auc_std"] == pytest.approx(math.sqrt(0.03))
+    assert by_model.loc["spiky", "average_precision_std"] == pytest.approx(0.0)
+    assert by_model.loc["weak", "roc_auc_mean"] == pytest.approx(0.5)
+    assert by_model.loc["weak", "roc_auc_std"] == pytest.approx(0.05)
+    assert list(by_model["n_seeds"]) == [3, 3, 3]
+    assert by_model.loc["good", "seeds"] == "0 1 2"
+    assert by_model.loc["weak", "n_parameters"] == 4
+    assert "main_score_mean" not in t.columns
+    assert t.attrs["task"] == TASK and t.attrs["task_version"] == "1.0" and t.attrs["main_metric"] == "roc_auc"
+
+
+def test_build_sorts_by_main_score(results):
+    t = table.build(read_records(results))
+    assert list(t["model"]) == ["spiky", "good", "weak"]
+    assert list(t["rank"]) == [1, 2, 3]
+
+
+def test_build_sorts_ascending_when_lower_is_better(tmp_path):
+    for model, vals in SEEDS.items():
+        for seed, (roc, ap) in enumerate(vals):
+            write_record(make_record(model, seed, roc, ap, higher_is_better=False), tmp_path)
+    t = table.build(read_records(tmp_path))
+    assert list(t["model"]) == ["weak", "good", "spiky"]
+
+
+def test_single_seed_has_zero_std(tmp_path):
+    write_record(make_record("solo", 4, 0.66), tmp_path)
+    t = table.build(read_records(tmp_path))
+    assert t.loc[0, "roc_auc_mean"] == pytest.approx(0.66)
+    assert t.loc[0, "roc_auc_std"] == 0.0
+    assert t.loc[0, "seeds"] == "4"
+
+
+def test_build_filters_by_task(results):
+    write_record(make_record("other", 0, 0.99, task="some-other-task"), results)
+    recs = read_records(results)
+    assert "other" not in set(table.build(recs, task=TASK)["model"])
+    assert list(table.build(recs, task="some-other-task")["model"]) == ["other"]
+    with pytest.raises(DataFormatError, match="no result records for task nope"):
+        table.build(recs, task="nope")
+
+
+def test_different_task_versions_are_incomparable(results):
+    write_record(make_record("newer", 0, 0.9, version="2.0"), results)
+    with pytest.raises(IncomparableResultsError) as exc:
+        table.build(read_records(results))
+    msg = str(exc.value)
+    assert f"task {TASK} 1.0" in msg and f"task {TASK} 2.0" in msg
+    assert "9 record(s)" in msg and "1 record(s)" in msg
+
+
+def test_different_dataset_checksums_are_incomparable(results):
+    write_record(make_record("rebuilt", 0, 0.9, sha=SHA_B), results)
+    with pytest.raises(IncomparableResultsError) as exc:
+        table.build(read_records(results))
+    msg = str(exc.value)
+    assert f"sha256 {SHA_A[:12]}" in msg and f"sha256 {SHA_B[:12]}" in msg
+    assert "celegans-funatlas 1.0" in msg
+
+
+def test_duplicated_model_seed_is_refused(results):
+    dup = results / "copy" / "again.json"
+    dup.parent.mkdir()
+    dup.write_text(json.dumps(make_record("good", 1, 0.75)))
+    with pytest.raises(IncomparableResultsError, match=r"model good seed 1 appears twice"):
+        table.build(read_records(results))
+
+
+# -- render ------------------------------------------------------------------
+def test_render_markdown(results):
+    md = table.render(table.build(read_records(results)), "md")
+    lines = md.splitlines()
+    assert lines[0].startswith(f"Task {TASK} v1.0 on celegans-funatlas 1.0, celegans-connectome 1.0")
+    header = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert header == ["rank", "model", "roc_auc (main)", "average_precision", "spearman", "seeds", "params"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
+    assert rows[0] == ["1", "spiky", f"0.8000 ± {math.sqrt(0.03):.4f}", "0.4000 ± 0.0000", "0.0000 ± 0.0000", "3", "5"]
+    assert rows[1] == ["2", "good", "0.7000 ± 0.1000", "0.2000 ± 0.1000", "0.0000 ± 0.0000", "3", "4"]
+    assert rows[2] == ["3", "weak", "0.5000 ± 0.0500", "0.3000 ± 0.0000", "0.0000 ± 0.0000", "3", "4"]
+    assert "chance_" not in md and "n_pairs" not in md
+
+
+def test_render_csv(results):
+    text = table.render(table.build(read_records(results)), "csv")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["model"] for r in rows] == ["spiky", "good", "weak"]
+    assert float(rows[1]["roc_auc_mean"]) == pytest.approx(0.7)
+    assert float(rows[1]["roc_auc_std"]) == pytest.approx(0.1)
+    assert float(rows[2]["roc_auc_std"]) == pytest.approx(0.05)
+    assert rows[0]["rank"] == "1"
+
+
+def test_render_json(results):
+    out = json.loads(table.render(table.build(read_records(results)), "json"))
+    assert out["meta"]["main_metric"] == "roc_auc" and out["meta"]["task_version"] == "1.0"
+    good = next(r for r in out["rows"] if r["model"] == "good")
+    assert good["rank"] == 2
+    assert good["roc_auc_mean"] == pytest.approx(0.7) and good["roc_auc_std"] == pytest.approx(0.1)
+
+
+def test_render_unknown_format(results):
+    with pytest.raises(ValueError, match="format 'html'"):
+        table.render(table.build(read_records(results)), "html")
+
+
+# -- the runner on the real task --------------------------------------------
+@pytest.fixture(scope="module")
+def runner_records(tmp_path_factory):
+    from neuroharness.leaderboards.runner import run
+
+    out = tmp_path_factory.mktemp("runner")
+    paths = run(TASK, "chance", [0, 1], out) + run(TASK, "connectome-direct", [0, 1], out)
+    other = tmp_path_factory.mktemp("runner_again")
+    again = run(TASK, "chance", [0], other) + run(TASK, "connectome-direct", [0], other)
+    return out, paths, again
+
+
+@needs_celegans
+def test_runner_writes_provenance_complete_records(runner_records):
+    from neuroharness.tasks import get_task
+
+    out, paths, _ = runner_records
+    assert sorted(p.name for p in paths) == sorted(
+        f"{TASK}__{m}__seed{s}.json" for m in ("chance", "connectome-direct") for s in (0, 1)
+    )
+    task = get_task(TASK)
+    checksums = task.dataset_checksums()
+    for path in paths:
+        rec = json.loads(path.read_text())
+        assert rec["schema_version"] == SCHEMA_VERSION
+        assert rec["task"] == {"name": TASK, "version": task.card.version, "main_metric": "roc_auc", "higher_is_better": True}
+        assert [d["name"] for d in rec["datasets"]] == ["celegans-funatlas", "celegans-connectome"]
+        for d in rec["datasets"]:
+            assert d["version"] == "1.0"
+            assert re.fullmatch(r"[0-9a-f]{64}", d["content_sha256"])
+            assert d["content_sha256"] == checksums[d["name"]]
+        env = rec["environment"]
+        assert "git_commit" in env
+        assert env["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", env["git_commit"])
+        assert env["packages"]["numpy"] == np.__version__
+        assert set(env["packages"]) >= {"numpy", "scipy", "pandas", "xarray", "zarr", "scikit-learn"}
+        assert env["harness_version"] == "0.1.0"
+        assert rec["model"]["n_parameters"] == {"chance": 0, "connectome-direct": 2}[rec["model"]["name"]]
+        assert isinstance(rec["wall_time_s"], float) and rec["wall_time_s"] >= 0
+        assert dt.datetime.fromisoformat(rec["created"]).tzinfo is not None
+        m = rec["metrics"]
+        assert m["main_score"] == m["roc_auc"]
+        assert m["n_pairs"] == 6385
+        assert 0 < m["chance_average_precision"] < 1
+        assert set(rec["validation_metrics"]) == set(m)
+        assert rec["validation_metrics"]["n_pairs"] != m["n_pairs"]
+    # the records make a valid leaderboard
+    t = table.build(read_records(out), task=TASK)
+    assert set(t["model"]) == {"chance", "connectome-direct"} and list(t["n_seeds"]) == [2, 2]
+
+
+@needs_celegans
+def test_runner_is_reproducible_and_seeds_matter(runner_records):
+    out, paths, again = runner_records
+    recs = {(r["model"]["name"], r["seed"]): r for r in (json.loads(p.read_text()) for p in paths)}
+    for path in again:
+        rec = json.loads(path.read_text())
+        first = recs[(rec["model"]["name"], rec["seed"])]
+        assert rec["metrics"] == first["metrics"]
+        assert rec["validation_metrics"] == first["validation_metrics"]
+    # chance draws different scores per seed; the connectome baseline ignores the seed
+    assert recs[("chance", 0)]["metrics"]["roc_auc"] != recs[("chance", 1)]["metrics"]["roc_auc"]
+    assert abs(recs[("chance", 0)]["metrics"]["roc_auc"] - 0.5) < 0.1
+    assert recs[("connectome-direct", 0)]["metrics"] == recs[("connectome-direct", 1)]["metrics"]
+
+
+@needs_celegans
+def test_runner_unknown_model_fails_before_work(tmp_path):
+    from neuroharness.errors import UnknownNameError
+    from neuroharness.leaderboards.runner import run
+
+    with pytest.raises(UnknownNameError, match="valid models: chance, connectome-direct"):
+        run(TASK, "nope", [0], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_records_are_not_mutated_by_build(results):
+    recs = read_records(results)
+    before = copy.deepcopy(recs)
+    table.build(recs)
+    assert recs == before
