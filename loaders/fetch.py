@@ -72,15 +72,19 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    errors = []
+    errors, bad_checksums = [], []
     for url in urls:
         for attempt in range(retries):
+            resumed = part.exists()
             try:
                 _fetch_once(url, part, timeout, dest.name)
                 got = sha256_file(part)
                 if sha256 is not None and got != sha256.lower():
                     part.unlink(missing_ok=True)  # a corrupt partial must not be resumed
-                    raise ChecksumError(f"{dest}: sha256 of the download from {url} is {got}, expected {sha256}")
+                    bad_checksums.append(f"{dest}: sha256 of the download from {url} is {got}, expected {sha256}")
+                    if resumed:
+                        continue  # the old partial may have been the corrupt part: once more from byte 0
+                    break  # this mirror serves other bytes: try the next one
                 os.replace(part, dest)
                 return dest
             except urllib.error.HTTPError as e:
@@ -92,4 +96,6 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
             except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
                 errors.append(f"{url}: {e}")
             time.sleep(min(2**attempt, 5) * 0.1)
+    if bad_checksums:
+        raise ChecksumError("; ".join(bad_checksums + errors))
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(errors))

@@ -86,7 +86,7 @@ class WheelSource:
         out, missing = {}, []
         for m in members:
             # accept site-packages, the package folder itself, or a flat folder of files
-            candidates = [root / m, root / m.split("/", 1)[1], root / Path(m).name]
+            candidates = list(dict.fromkeys([root / m, root / m.partition("/")[2], root / Path(m).name]))
             hit = next((c for c in candidates if c.is_file()), None)
             if hit is None:
                 missing.append(m)

@@ -71,6 +71,24 @@ def test_download_wrong_sha256(http_server, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_download_corrupt_partial_restarts_from_zero(http_server, tmp_path):
+    url = http_server.add("/data.bin", PAYLOAD)
+    dest = tmp_path / "data.bin"
+    part_of(dest).write_bytes(b"\xff" * 1000)  # wrong bytes that a resume would keep
+    fetch.download(url, dest, sha(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+    assert [r.range for r in http_server.requests_for("/data.bin")] == ["bytes=1000-", None]
+
+
+def test_download_checksum_mismatch_tries_next_mirror(http_server, tmp_path):
+    bad = http_server.add("/bad/data.bin", PAYLOAD[::-1])
+    good = http_server.add("/good/data.bin", PAYLOAD)
+    dest = tmp_path / "data.bin"
+    fetch.download([bad, good], dest, sha(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+    assert len(http_server.requests_for("/bad/data.bin")) == 1
+
+
 def test_download_resumes_with_range(http_server, tmp_path):
     url = http_server.add("/data.bin", PAYLOAD)
     dest = tmp_path / "data.bin"
