@@ -197,17 +197,13 @@ def test_leaderboard_official_records(capsys):
     folder = official_dir(TASK)
     code = main(["leaderboard", TASK])
     captured = capsys.readouterr()
-    if not list(Path(folder).glob("*.json")):
-        # TODO(lead): official records do not exist yet; once scripts/regenerate_leaderboards.py has
-        # written leaderboards/official/celegans-structure-function/, replace this branch with checks
-        # of the official table (baseline models ranked, main-score values).
-        assert code == 2
-        assert captured.err.startswith("error: ") and str(folder) in captured.err
-        assert "Traceback" not in captured.err
-        return
-    assert code == 0
-    assert "roc_auc (main)" in captured.out
-    assert "chance" in captured.out
+    assert code == 0, captured.err
+    lines = [line for line in captured.out.splitlines() if line.startswith("| ")]
+    ranked = [line.split(" | ")[1] for line in lines[1:]]
+    # the official baselines: 4 models x 3 seeds, the GNN first and chance last
+    assert ranked == ["gnn-link", "connectome-multihop", "connectome-direct", "chance"]
+    assert "| 2 | connectome-multihop | 0.6845 ± 0.0000 |" in captured.out
+    assert all(line.split(" | ")[-2] == "3" for line in lines[1:])
 
 
 # -- flags -----------------------------------------------------------------------
