@@ -38,6 +38,8 @@ PACKAGES = ("numpy", "scipy", "pandas", "xarray", "zarr", "scikit-learn", "torch
 def git_commit() -> str | None:
     """The harness checkout's commit, with ``-dirty`` if it has local changes; None outside git."""
     root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():  # an installed copy, not a checkout: no commit to report
+        return None
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
