@@ -49,7 +49,11 @@ class WheelSource:
         Returns ``(paths, origin)`` where ``origin`` says where they came from.
         """
         members = list(self.files) if members is None else members
-        if source is not None:
+        if source is not None and str(source).startswith(("http://", "https://")):
+            # a mirror of the same wheel: the pinned wheel sha256 still applies
+            wheel = fetch.download([str(source)], cache.downloads_dir() / self.wheel_name, self.sha256)
+            paths, origin = self._extract(wheel, members), str(source)
+        elif source is not None:
             source = Path(source)
             if not source.exists():
                 raise DataFormatError(f"{source}: source path does not exist; expected the {self.wheel_name} wheel or a directory holding its files")

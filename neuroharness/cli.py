@@ -21,6 +21,8 @@ def _datasets(args) -> int:
             print(f"{name:<24} v{loader.version:<5} {state:<13} {loader.title}")
         return 0
     if args.action == "prepare":
+        if args.source and len(args.names) > 1:
+            raise NeuroharnessError(f"--source applies to one dataset; got {len(args.names)}: {', '.join(args.names)}")
         for name in args.names:
             print(prepare(name, args.source, force=args.force))
         return 0

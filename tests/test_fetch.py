@@ -413,3 +413,17 @@ def test_interrupted_prepare_leaves_no_store(where, home, tmp_path, monkeypatch)
         assert ds.x.values.tolist() == [1, 2, 3, 4, 5]
         assert ds.attrs["dataset"] == "test-tiny"
         assert ds.attrs["source"] == f"local file {raw}"
+
+
+def test_wheel_source_from_mirror_url(wheel_source, http_server, home, monkeypatch):
+    src, wheel, _ = wheel_source
+    monkeypatch.setattr(pypi.WheelSource, "_installed_dir", lambda self: None)
+    url = http_server.add("/mirror/" + wheel.name, wheel.read_bytes())
+    paths, origin = src.materialize(source=url)
+    assert origin == url and all(p.is_file() for p in paths.values())
+    assert len(http_server.requests_for("/mirror/" + wheel.name)) == 1
+    bad = http_server.add("/other/" + wheel.name, wheel.read_bytes() + b"x")
+    (cache.downloads_dir() / src.wheel_name).unlink()
+    with pytest.raises(ChecksumError, match=wheel.name):
+        src.materialize(source=bad)
+
