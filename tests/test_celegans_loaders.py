@@ -300,3 +300,23 @@ def test_prepare_from_consensus_csv(tmp_path, monkeypatch):
     with pytest.raises(DataFormatError, match=r"consensus_connectome_full_nofunc\.csv.*ASHX"):
         prepare("celegans-connectome", source=src, force=True)
     assert open_dataset("celegans-connectome").attrs["content_sha256"] == ds.attrs["content_sha256"]
+
+
+@needs_wna
+def test_concurrent_prepare_builds_once(tmp_path):
+    """Two processes preparing the same store: the lock lets one build, the other reuses it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NEUROHARNESS_HOME": str(tmp_path), "NEUROHARNESS_QUIET": "0"}
+    env.pop("CI", None)  # status lines say which process built the store
+    code = "import neuroharness as nh; p = nh.prepare_dataset('celegans-funatlas'); print(p)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0]
+    built = [err.count("homogenizing") for _, err in outs]
+    assert sorted(built) == [0, 1]
+    store = Path(outs[0][0].strip())
+    assert store.exists() and not list(store.parent.glob(".*tmp-*"))
