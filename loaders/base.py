@@ -5,6 +5,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -113,8 +114,6 @@ class DatasetLoader:
                 ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
                 cache.replace_dir(tmp, path)
             except BaseException:
-                import shutil
-
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             status(f"[{self.name}] wrote {path}")
