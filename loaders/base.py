@@ -11,6 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 import xarray as xr
+import zarr
 
 from neuroharness import __version__
 from neuroharness.errors import DataFormatError, NeuroharnessError
@@ -53,6 +54,15 @@ class DatasetLoader:
         """Homogenize the raw files into a Dataset (dims, coords, units)."""
         raise NotImplementedError
 
+    def write(self, files: dict[str, Path], target: Path) -> None:
+        """Write the homogenized store (Zarr v2) at ``target``.
+
+        The default writes :meth:`build`'s Dataset in one go; loaders of data
+        too large for memory override this to stream (provenance attributes
+        and consolidation are added by :meth:`prepare` afterwards).
+        """
+        self.build(files).to_zarr(target, mode="w", consolidated=False, zarr_format=2)
+
     def summary(self, ds: xr.Dataset) -> list[str]:
         """Lines describing a prepared store for ``datasets info``."""
         return []
@@ -94,24 +104,27 @@ class DatasetLoader:
             status(f"[{self.name}] fetching raw files")
             files, origin = self.fetch(source)
             status(f"[{self.name}] homogenizing {len(files)} raw files")
-            ds = self.build(files)
-            check_dataset(ds, self.name)
-            ds.attrs.update(
-                dataset=self.name,
-                dataset_version=self.version,
-                title=self.title,
-                source=origin,
-                source_argument=None if source is None else str(source),
-                license=self.license,
-                citation=self.citation,
-                harness_version=__version__,
-                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                raw_sha256=json.dumps({k: fetch.sha256_file(p) for k, p in sorted(files.items())}),
-                content_sha256=content_checksum(ds),
-            )
             tmp = cache.temp_sibling(path)
             try:
-                ds.to_zarr(tmp, mode="w", consolidated=True, zarr_format=2)
+                self.write(files, tmp)
+                ds = xr.open_zarr(tmp, consolidated=False, chunks={})
+                check_dataset(ds, self.name)
+                attrs = dict(
+                    dataset=self.name,
+                    dataset_version=self.version,
+                    title=self.title,
+                    source=origin,
+                    source_argument=None if source is None else str(source),
+                    license=self.license,
+                    citation=self.citation,
+                    harness_version=__version__,
+                    created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    raw_sha256=json.dumps({k: fetch.sha256_file(p) for k, p in sorted(files.items())}),
+                    content_sha256=content_checksum(ds),
+                )
+                group = zarr.open_group(str(tmp), mode="r+", zarr_format=2)
+                group.attrs.update(attrs)
+                zarr.consolidate_metadata(str(tmp), zarr_format=2)
                 cache.replace_dir(tmp, path)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -141,19 +154,28 @@ def check_dataset(ds: xr.Dataset, name: str) -> None:
             raise DataFormatError(f"{name}: data variable {v!r} lacks attribute(s) {missing}")
 
 
-def content_checksum(ds: xr.Dataset) -> str:
+def content_checksum(ds: xr.Dataset, block_bytes: int = 64 << 20) -> str:
     """sha256 over names, dims, dtypes and bytes of every variable, in sorted order.
 
     Independent of chunking and of provenance attributes, so two stores with
-    the same content have the same checksum wherever they were built.
+    the same content have the same checksum wherever they were built. Reads
+    large variables in slices along their first dim (``block_bytes`` each),
+    so it works on stores larger than memory.
     """
     h = hashlib.sha256()
     for name in sorted(map(str, ds.variables)):
         var = ds.variables[name]
         h.update(f"{name}|{var.dims}|{var.dtype.str}|{var.shape}".encode())
-        values = np.asarray(var.values)
-        if values.dtype.kind in "OUS":
-            h.update("\x1f".join(map(str, values.ravel().tolist())).encode())
-        else:
-            h.update(np.ascontiguousarray(values).tobytes())
+        if var.ndim == 0 or var.dtype.kind in "OUS":
+            values = np.asarray(var.values)
+            if values.dtype.kind in "OUS":
+                h.update("\x1f".join(map(str, values.ravel().tolist())).encode())
+            else:
+                h.update(np.ascontiguousarray(values).tobytes())
+            continue
+        row_bytes = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
+        step = max(1, block_bytes // row_bytes)
+        for start in range(0, var.shape[0], step):
+            block = np.asarray(var[start : start + step].values)
+            h.update(np.ascontiguousarray(block).tobytes())
     return h.hexdigest()

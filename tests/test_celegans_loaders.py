@@ -318,3 +318,15 @@ def test_concurrent_prepare_builds_once(tmp_path):
     assert sorted(built) == [0, 1]
     store = Path(outs[0][0].strip())
     assert store.exists() and not list(store.parent.glob(".*tmp-*"))
+
+
+@needs_cect
+@needs_wna
+def test_fresh_stores_match_the_official_records():
+    """A fresh prepare gives the content checksums the official leaderboard was made on,
+    so a user's records can be ranked with the official ones."""
+    from neuroharness.leaderboards import official_dir
+
+    record = json.loads(next(official_dir("celegans-structure-function").glob("*.json")).read_text())
+    for d in record["datasets"]:
+        assert open_dataset(d["name"]).attrs["content_sha256"] == d["content_sha256"], d["name"]
