@@ -36,6 +36,7 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
                 "version": task.card.version,
                 "main_metric": task.card.main_metric,
                 "higher_is_better": task.card.higher_is_better,
+                "headline_metrics": [m.name for m in task.card.metrics],
             },
             "datasets": [
                 {"name": d.name, "version": d.version, "content_sha256": checksums[d.name]} for d in task.card.datasets

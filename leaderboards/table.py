@@ -69,6 +69,7 @@ def build(records: list[tuple[Path, dict]], task: str | None = None) -> pd.DataF
     table = pd.DataFrame(rows).sort_values(f"{main}_mean", ascending=not higher, kind="mergesort").reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     table.attrs.update(task=first["task"]["name"], task_version=first["task"]["version"], main_metric=main,
+                       headline_metrics=list(first["task"].get("headline_metrics", [])),
                        datasets=[f"{d['name']} {d['version']}" for d in first["datasets"]])
     return table
 
@@ -88,6 +89,8 @@ def render(table: pd.DataFrame, fmt: str = "md", metrics: list[str] | None = Non
     if fmt != "md":
         raise ValueError(f"format {fmt!r}: expected md, csv or json")
     if metrics is None:
+        metrics = [m for m in table.attrs.get("headline_metrics", []) if f"{m}_mean" in table.columns]
+    if not metrics:  # records without a headline list: every metric but counts and chance levels
         metrics = [c[: -len("_mean")] for c in table.columns if c.endswith("_mean")
                    and not c.startswith(("n_", "chance_"))]
     main = table.attrs.get("main_metric")

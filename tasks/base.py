@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from neuroharness.errors import UnknownNameError
+from neuroharness.errors import SubmissionError, UnknownNameError
 from neuroharness.registry import Registry
 
 TASKS: Registry["Task"] = Registry("task", "neuroharness.tasks")
@@ -97,11 +97,11 @@ class Task:
 
     def evaluate(self, predictions, split: str = "test") -> dict[str, float]:
         """Score predictions on ``split``; the result has a ``main_score`` key."""
-        raise NotImplementedError
+        raise SubmissionError(f"task {self.name} does not score prediction files yet; see its card's submission field")
 
     def submission_template(self, split: str = "test"):
         """A DataFrame of the id columns a submission must cover on ``split``."""
-        raise NotImplementedError
+        raise SubmissionError(f"task {self.name} does not take prediction files yet; see its card's submission field")
 
     def dataset_checksums(self) -> dict[str, str]:
         """``{dataset name: content_sha256}`` of the stores this task reads."""
