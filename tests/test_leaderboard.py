@@ -283,7 +283,8 @@ def test_runner_writes_provenance_complete_records(runner_records):
     for path in paths:
         rec = json.loads(path.read_text())
         assert rec["schema_version"] == SCHEMA_VERSION
-        assert rec["task"] == {"name": TASK, "version": task.card.version, "main_metric": "roc_auc", "higher_is_better": True}
+        assert rec["task"] == {"name": TASK, "version": task.card.version, "main_metric": "roc_auc", "higher_is_better": True,
+                               "headline_metrics": ["roc_auc", "average_precision", "spearman"]}
         assert [d["name"] for d in rec["datasets"]] == ["celegans-funatlas", "celegans-connectome"]
         for d in rec["datasets"]:
             assert d["version"] == "1.0"
