@@ -35,6 +35,7 @@ class _File:
     ranges: bool = True  # honour Range (206) or always answer 200 with the whole body
     fail: list = field(default_factory=list)  # status codes answered, one per request, before serving
     truncate: list = field(default_factory=list)  # body byte counts to stop after (then drop the connection)
+    headers: dict = field(default_factory=dict)  # extra response headers (e.g. ETag, X-Repo-Commit)
 
 
 class LocalHTTPServer:
@@ -99,6 +100,8 @@ class LocalHTTPServer:
                 self.send_header("Accept-Ranges", "bytes" if f.ranges else "none")
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{start + len(body) - 1}/{len(data)}")
+                for k, v in f.headers.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 if head:
                     return
@@ -118,10 +121,10 @@ class LocalHTTPServer:
         self._thread.start()
 
     # -- configuration -------------------------------------------------------
-    def add(self, path: str, data: bytes, *, ranges: bool = True) -> str:
-        """Serve ``data`` at ``path`` (``/x.bin``); return its URL."""
+    def add(self, path: str, data: bytes, *, ranges: bool = True, headers: dict | None = None) -> str:
+        """Serve ``data`` at ``path`` (``/x.bin``), with extra response ``headers``; return its URL."""
         path = "/" + path.lstrip("/")
-        self.files[path] = _File(bytes(data), ranges=ranges)
+        self.files[path] = _File(bytes(data), ranges=ranges, headers=dict(headers or {}))
         return self.url(path)
 
     def url(self, path: str) -> str:
