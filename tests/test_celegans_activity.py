@@ -46,11 +46,7 @@ def home(tmp_path, monkeypatch):
 
 def test_fixture_has_the_published_layout(raw, table):
     assert raw.name == activity_parquet.HF_FILES[0]
-    assert list(table.columns[:15]) == [
-        "source_dataset", "raw_data_file", "worm", "neuron", "slot", "is_labeled_neuron", "smooth_method",
-        "interpolate_method", "normalization_method", "original_calcium_data", "calcium_data",
-        "original_time_in_seconds", "time_in_seconds", "original_max_timesteps", "max_timesteps",
-    ]
+    assert tuple(table.columns) == activity_parquet.WIDE_COLUMNS  # the live 25-column file
     assert table.source_dataset.nunique() == 12
     assert not table.is_labeled_neuron.all()  # unlabeled rows with numeric names
     assert table.loc[~table.is_labeled_neuron, "neuron"].str.isdigit().all()

@@ -42,7 +42,7 @@ from .. import cache
 from ..base import DatasetLoader, register_dataset
 from . import activity_parquet, neuron_names
 
-SAMPLE_CHUNK = 4096
+SAMPLE_CHUNK = 1024
 HF_REVISION_ENV = "NEUROHARNESS_CELEGANS_ACTIVITY_REVISION"
 # The hub cannot be reached from where this was written, so no commit SHA could be
 # verified; the default follows the branch and the store records the commit it got.
@@ -88,7 +88,7 @@ def local_parquet(source: Path) -> dict[str, Path]:
 def _array(group, name, shape, chunks, dtype, fill, dims, attrs):
     return group.create_array(
         name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-        compressors=numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE),
+        compressors=numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
         attributes={"_ARRAY_DIMENSIONS": list(dims), **attrs},
     )
 
