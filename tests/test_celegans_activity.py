@@ -144,14 +144,18 @@ def test_bad_input_names_worm_neuron_field_and_writes_nothing(raw, tmp_path, hom
     assert not store.exists() and not list(store.parent.glob(".*tmp-*"))
 
 
+def _serve_hf(server, data: bytes, commit: str, etag: str) -> None:
+    """Answer the hub's resolve URLs, by branch and by commit, as huggingface.co does."""
+    for rev in ("main", commit):
+        server.add(f"/datasets/{activity_parquet.HF_REPO}/resolve/{rev}/{activity_parquet.HF_FILES[0]}", data,
+                   headers={"ETag": f'"{etag}"', "X-Repo-Commit": commit})
+
+
 def test_download_through_huggingface_hub(raw, http_server, home, monkeypatch):
     """The real download path, against a local server speaking the hub's resolve protocol."""
     data = raw.read_bytes()
     commit = hashlib.sha1(b"fixture").hexdigest()
-    http_server.add(
-        f"/datasets/{activity_parquet.HF_REPO}/resolve/main/{activity_parquet.HF_FILES[0]}", data,
-        headers={"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Repo-Commit": commit},
-    )
+    _serve_hf(http_server, data, commit, hashlib.sha256(data).hexdigest())
     monkeypatch.setenv("HF_ENDPOINT", http_server.base)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     files, origin = activity.download_hf()
@@ -166,3 +170,16 @@ def test_iter_worms_yields_canonical_order(raw):
     recs = list(activity_parquet.iter_worms([raw], names))
     assert all(list(r.neurons) == sorted(r.neurons, key=names.index) for r in recs)
     assert all(8 <= len(r.neurons) <= 190 and 600 <= len(r.time) <= 1500 for r in recs)
+
+
+def test_download_rejects_a_file_that_does_not_match_the_hub_sha256(raw, http_server, home, monkeypatch):
+    from neuroharness.errors import ChecksumError
+
+    data = raw.read_bytes()
+    commit = hashlib.sha1(b"other").hexdigest()
+    _serve_hf(http_server, data, commit, "0" * 64)
+    monkeypatch.setenv("HF_ENDPOINT", http_server.base)
+    with pytest.raises(ChecksumError, match="ETag"):
+        prepare("celegans-activity")
+    assert not get_loader("celegans-activity").store_path().exists()
+

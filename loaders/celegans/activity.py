@@ -35,10 +35,10 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from neuroharness.errors import DataFormatError
+from neuroharness.errors import ChecksumError, DataFormatError
 from neuroharness.progress import progress_bar
 
-from .. import cache
+from .. import cache, fetch
 from ..base import DatasetLoader, register_dataset
 from . import activity_parquet, neuron_names
 
@@ -55,17 +55,31 @@ def hf_revision() -> str:
 
 
 def download_hf(revision: str | None = None) -> tuple[dict[str, Path], str]:
-    """Download the parquet files through ``huggingface_hub`` (honours ``HF_ENDPOINT``)."""
-    from huggingface_hub import hf_hub_download
+    """Download the parquet files through ``huggingface_hub`` (honours ``HF_ENDPOINT``).
+
+    Each file is checked against the sha256 that the hub serves as the ETag
+    of large (LFS) files; a mismatch raises :class:`ChecksumError`.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     revision = revision or hf_revision()
+    endpoint = os.environ.get("HF_ENDPOINT")
     files, commit = {}, None
     for name in activity_parquet.HF_FILES:
+        meta = get_hf_file_metadata(hf_hub_url(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision,
+                                               endpoint=endpoint), endpoint=endpoint)
+        if meta.commit_hash and revision != meta.commit_hash:
+            revision = meta.commit_hash  # every file from the same commit, even if the branch moves meanwhile
         # HF_ENDPOINT is read per call (huggingface_hub reads it once, at import) so mirrors can be set late
         path = Path(hf_hub_download(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision,
-                                    cache_dir=str(cache.home() / "huggingface"), endpoint=os.environ.get("HF_ENDPOINT")))
+                                    cache_dir=str(cache.home() / "huggingface"), endpoint=endpoint))
         m = re.search(r"/snapshots/([0-9a-f]{40})/", str(path))
         commit = m.group(1) if m else commit
+        etag = (meta.etag or "").strip('"').lower()
+        if re.fullmatch(r"[0-9a-f]{64}", etag):
+            got = fetch.sha256_file(path)
+            if got != etag:
+                raise ChecksumError(f"{path}: sha256 is {got}, but the hub's ETag for {name} at {revision} is {etag}")
         files[name] = path
     return files, f"huggingface datasets/{activity_parquet.HF_REPO}@{commit or revision}"
 
