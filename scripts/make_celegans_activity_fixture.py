@@ -194,7 +194,6 @@ def _make_worm(source: str, si: int, wi: int, seed: int, names300: list[str], mi
     T_orig = max(2, math.floor((T_target - 1) * DT / ndt) + 2)
     t_orig64 = np.arange(T_orig) * ndt
     t64 = np.arange(0.0, t_orig64[-1], DT)
-    T = len(t64)
 
     n_lab = int(np.clip(round(rng.normal(lab_mean, max(1.5, 0.12 * lab_mean))), 8, 190))
     n_unl = int(np.clip(round(rng.normal(rec_mean - lab_mean, max(1.0, 0.12 * (rec_mean - lab_mean)))), 0, 300 - n_lab))
@@ -224,7 +223,7 @@ def _make_worm(source: str, si: int, wi: int, seed: int, names300: list[str], mi
     j = np.clip(np.searchsorted(t_orig64, t64, side="right") - 1, 0, T_orig - 2)
     w = ((t64 - t_orig64[j]) / (t_orig64[j + 1] - t_orig64[j]))[:, None]
     rs = lambda a: a[j] * (1 - w) + a[j + 1] * w  # noqa: E731
-    r_raw, r_resid, r_sm, r_sm_resid = rs(raw), rs(resid), rs(sm), rs(sm_resid)
+    r_resid, r_sm, r_sm_resid = rs(resid), rs(sm), rs(sm_resid)
     mu, sd = r_sm.mean(0), r_sm.std(0)
     z = (r_sm - mu) / np.where(sd > 0, sd, 1.0)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +12,11 @@ import pytest
 from neuroharness.errors import DataFormatError
 from neuroharness.loaders import get_loader, open_dataset, prepare
 from neuroharness.loaders.celegans import activity, activity_parquet, neuron_names
+from helpers import load_script
 
 
 def _fixture_module():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_celegans_activity_fixture.py"
-    spec = importlib.util.spec_from_file_location("make_celegans_activity_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_celegans_activity_fixture")
 
 
 FX = _fixture_module()

@@ -1,7 +1,6 @@
 """Raw layout of HF qsimeon/celegans_neural_data: fixture generator and the streaming reader."""
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -15,16 +14,13 @@ import pytest
 from neuroharness.errors import DataFormatError
 from neuroharness.loaders.celegans import activity_parquet as ap
 from neuroharness.loaders.celegans import neuron_names
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_celegans_activity_fixture.py"
 
 
 def _load_script():
-    # scripts/ is not a package: load the generator by path.
-    spec = importlib.util.spec_from_file_location("make_celegans_activity_fixture", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_celegans_activity_fixture")
 
 
 gen = _load_script()
@@ -214,7 +210,7 @@ def _raises(path, *parts):
 
 
 def test_missing_column(tmp_path, tiny_table):
-    msg = _raises(_write(tmp_path, tiny_table.drop_columns(["calcium_data"])), "missing column", "'calcium_data'", "found")
+    _raises(_write(tmp_path, tiny_table.drop_columns(["calcium_data"])), "missing column", "'calcium_data'", "found")
 
 
 def test_misnamed_column(tmp_path, tiny_table):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import subprocess
 import sys
@@ -18,16 +17,13 @@ from neuroharness.loaders.celegans.consensus import (
     VARIANTS,
     read_consensus_csv,
 )
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_celegans_consensus_fixture.py"
 
 
 def _load_script():
-    # scripts/ is not a package: load the generator by path.
-    spec = importlib.util.spec_from_file_location("make_celegans_consensus_fixture", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("make_celegans_consensus_fixture")
 
 
 gen = _load_script()

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +9,10 @@ import pytest
 import neuroharness as nh
 from neuroharness.loaders import prepare
 from neuroharness.tasks.celegans_forecast import (
-    CONTEXT, EVAL_STRIDE, NaiveModel, _Accumulator, build_splits, eval_windows, worm_splits,
+    CONTEXT, EVAL_STRIDE, _Accumulator, build_splits, eval_windows, worm_splits,
 )
 from neuroharness.tasks.windows import RaggedActivity, Segment, WindowDataset
+from helpers import load_script
 
 
 def test_worm_split_is_stratified_by_source_and_fixed():
@@ -45,11 +44,7 @@ def test_accumulator_by_hand():
 
 
 def _fixture_module():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_celegans_activity_fixture.py"
-    spec = importlib.util.spec_from_file_location("make_celegans_activity_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_celegans_activity_fixture")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from neuroharness.loaders import get_loader, open_dataset, prepare
 from neuroharness.loaders.celegans import canonical_name, neuron_names, neurons
 from neuroharness.loaders.celegans import connectome as conn
 from neuroharness.loaders.celegans.funatlas import WORMNEUROATLAS, read_funatlas
+from helpers import load_script
 
 HAVE_CECT = importlib.util.find_spec("cect") is not None
 HAVE_WNA = importlib.util.find_spec("wormneuroatlas") is not None
@@ -270,11 +271,7 @@ def test_funatlas_pins():
 
 # -- HuggingFace consensus CSV through prepare --source --------------------------------
 def _fixture_module():
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_celegans_consensus_fixture.py"
-    spec = importlib.util.spec_from_file_location("make_celegans_consensus_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_celegans_consensus_fixture")
 
 
 def test_prepare_from_consensus_csv(tmp_path, monkeypatch):

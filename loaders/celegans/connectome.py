@@ -21,7 +21,6 @@ Homogenization rules (also in the store's attributes):
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path

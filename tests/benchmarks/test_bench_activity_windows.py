@@ -19,25 +19,20 @@ per batch, 5 per 100 samples of each worm per epoch.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_script
 
 CONTEXT, HORIZON, BATCH, DENSITY = 200, 1, 256, 0.05
 RESULTS: dict[str, float] = {}
 
 
 def _fixture_module():
-    path = Path(__file__).resolve().parents[2] / "scripts" / "make_celegans_activity_fixture.py"
-    spec = importlib.util.spec_from_file_location("make_celegans_activity_fixture", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("make_celegans_activity_fixture")
 
 
 @pytest.fixture(scope="module")
