@@ -208,10 +208,12 @@ class CelegansActivity(DatasetLoader):
         rows = ds.row_size.values
         dt = ds.dt.values
         nlab = ds.labeled.values.sum(1)
-        lines = [f"{'source':<20} {'worms':>5} {'labeled/worm (min-median-max)':>30} {'hours':>7}"]
+        lines = [f"{'source':<20} {'worms':>5}  {'labeled neurons per worm':>24}  {'hours':>7}",
+                 f"{'':<20} {'':>5}  {'min':>6} {'median':>8} {'max':>8}  {'':>7}"]
         for s in sorted(set(src)):
             m = src == s
-            lines.append(f"{s:<20} {int(m.sum()):>5} {int(nlab[m].min()):>10}-{int(np.median(nlab[m]))}-{int(nlab[m].max()):<8}"
-                         f"{'':>8} {float((rows[m] * dt[m]).sum() / 3600):>7.2f}")
-        lines.append(f"{'total':<20} {len(src):>5} {'':>30} {float((rows * dt).sum() / 3600):>7.2f}")
+            lines.append(f"{s:<20} {int(m.sum()):>5}  {int(nlab[m].min()):>6} {float(np.median(nlab[m])):>8.1f} "
+                         f"{int(nlab[m].max()):>8}  {float((rows[m] * dt[m]).sum() / 3600):>7.2f}")
+        lines.append(f"{'total':<20} {len(src):>5}  {int(nlab.min()):>6} {float(np.median(nlab)):>8.1f} "
+                     f"{int(nlab.max()):>8}  {float((rows * dt).sum() / 3600):>7.2f}")
         return lines
