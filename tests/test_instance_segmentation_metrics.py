@@ -1,0 +1,258 @@
+"""FISBe instance-segmentation metrics on small synthetic tube volumes.
+
+Expected values are closed forms (see the module docstring of
+``neuroharness.metrics.instance_segmentation``): perfect -> S = 1; merging k
+disjoint GTs -> FM = k-1, C = 1/k over them; splitting into m pieces -> FS = m-1,
+C unchanged; no partly mode -> F1_th = 2TP / (N_gt + N_pred).
+Tubes are curved / diagonal (a straight even-width rod has an empty Lee skeleton).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from neuroharness.metrics.instance_segmentation import (
+    as_instances,
+    combine,
+    evaluate_instances,
+    summarize,
+)
+from scipy import ndimage as ndi
+
+SHAPE = (32, 48, 48)
+
+
+def tube(p0, p1, bend=(0, 0, 0), r=1, shape=SHAPE):
+    """Tube of radius ``r`` around the curve p0 + (p1-p0) t + bend sin(pi t), t in [0, 1]."""
+    t = np.linspace(0, 1, 400)[:, None]
+    p0, p1, b = (np.asarray(v, float) for v in (p0, p1, bend))
+    pts = np.round(p0 + (p1 - p0) * t + b * np.sin(np.pi * t)).astype(int)
+    cl = np.zeros(shape, bool)
+    cl[tuple(pts.T)] = True
+    return ndi.distance_transform_edt(~cl) <= r
+
+
+A = tube((5, 4, 4), (26, 40, 20), (0, 0, 8))            # y runs monotonically 4..40
+B = tube((5, 4, 30), (26, 20, 44), (3, 6, 0), r=2)
+C = tube((8, 30, 4), (24, 44, 30), (0, -4, 4))
+BLOB = tube((26, 4, 44), (30, 12, 36), (0, 2, 0))       # away from A, B, C
+SMALL = tube((2, 44, 36), (8, 36, 44), (0, 1, 1))          # ~100 voxels, non-empty skeleton
+
+
+def labels(*masks, dtype=np.uint16):
+    lab = np.zeros(SHAPE, dtype)
+    for k, m in enumerate(masks, start=1):
+        lab[m] = k
+    return lab
+
+
+def stack(*masks):
+    return np.stack([m.astype(np.uint8) for m in masks])
+
+
+def ev(gt, pred, **kw):
+    kw.setdefault("remove_small", None)
+    return evaluate_instances(gt, pred, **kw)
+
+
+def f1s(r):
+    return [2 * tp / (2 * tp + fp + fn) for tp, fp, fn in zip(r["tp"], r["fp"], r["fn"])]
+
+
+def test_fixture_tubes_are_disjoint_and_separated():
+    masks = [A, B, C, BLOB, SMALL]
+    for i, a in enumerate(masks):
+        grown = ndi.binary_dilation(a, iterations=2)
+        for b in masks[i + 1:]:
+            assert not (grown & b).any()
+    assert 20 < SMALL.sum() < 150 and A.sum() > 200
+
+
+# -- perfect -------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["labels", "stack"])
+def test_perfect_prediction(kind):
+    gt = labels(A, B, C) if kind == "labels" else stack(A, B, C)
+    r = ev(gt, gt.copy())
+    assert r["tp"] == [3] * 9 and r["fp"] == [0] * 9 and r["fn"] == [0] * 9
+    assert r["coverage"] == [1.0, 1.0, 1.0]
+    s = summarize([r])
+    assert s["avF1"] == 1.0 and s["C"] == 1.0 and s["S"] == 1.0
+    assert s["FS"] == 0 and s["FM"] == 0 and s["tp"] == 1.0 and s["clDice_TP"] == 1.0
+
+
+def test_label_image_and_stack_agree():
+    r1 = ev(labels(A, B, C), stack(A, B, C))
+    assert summarize([r1])["S"] == 1.0
+
+
+# -- merge / split ------------------------------------------------------------
+def test_merge_two():
+    r = ev(labels(A, B, C), labels(A | B, C))
+    assert r["fm"] == 1 and r["fs"] == 0
+    assert sorted(r["coverage"][:2]) == [0.0, 1.0] and r["coverage"][2] == 1.0
+    assert np.mean(r["coverage"][:2]) == pytest.approx(1 / 2)
+    # one of A, B matched at every threshold where the merged clDice is high enough
+    assert r["fn"][0] == 1 and r["fp"][0] == 0
+
+
+def test_merge_three():
+    r = ev(labels(A, B, C), labels(A | B | C))
+    assert r["fm"] == 2 and r["fs"] == 0
+    assert sorted(r["coverage"]) == [0.0, 0.0, 1.0]
+    assert summarize([r])["C"] == pytest.approx(1 / 3)
+
+
+def _split(mask, m):
+    cuts = {2: [22], 3: [16, 28]}[m]
+    y = np.arange(SHAPE[1])[None, :, None]
+    bins = np.digitize(np.broadcast_to(y, SHAPE), cuts)
+    return [mask & (bins == k) for k in range(m)]
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_split(m):
+    pieces = _split(A, m)
+    r = ev(labels(A, B), labels(*pieces, B))
+    assert r["fs"] == m - 1 and r["fm"] == 0
+    assert r["coverage"] == [1.0, 1.0]
+    # every piece covers well over 5% of A's skeleton
+    rr = ev(labels(A), labels(*pieces), fs_threshold=0.2)
+    assert rr["fs"] == m - 1
+    # the unmatched pieces lie on GT, so partly mode still counts them as FP
+    rp = ev(labels(A, B), labels(*pieces, B), partly=True)
+    assert rp["fp"] == r["fp"] and r["fp"][0] == m - 1
+
+
+# -- missing / extra ------------------------------------------------------------
+def test_missing_gt():
+    r = ev(labels(A, B, C), labels(A, C))
+    assert r["tp"] == [2] * 9 and r["fn"] == [1] * 9 and r["fp"] == [0] * 9
+    assert f1s(r) == pytest.approx([2 * 2 / (3 + 2)] * 9)
+    assert r["coverage"] == [1.0, 0.0, 1.0]
+    s = summarize([r])
+    assert s["avF1"] == pytest.approx(0.8) and s["C"] == pytest.approx(2 / 3)
+    assert s["tp"] == pytest.approx(2 / 3)
+
+
+def test_extra_background_blob_partly():
+    gt, pred = labels(A, B, C), labels(A, B, C, BLOB)
+    r = ev(gt, pred)
+    assert r["fp"] == [1] * 9 and r["tp"] == [3] * 9
+    assert f1s(r) == pytest.approx([2 * 3 / (3 + 4)] * 9)
+    rp = ev(gt, pred, partly=True)
+    assert rp["fp"] == [0] * 9 and rp["tp"] == [3] * 9 and rp["partly"] is True
+    assert summarize([rp])["avF1"] == 1.0 and r["coverage"] == rp["coverage"] == [1.0] * 3
+
+
+# -- remove_small ----------------------------------------------------------------
+def test_remove_small_filters_predictions_only():
+    gt = labels(A, SMALL)
+    pred = labels(A, SMALL, BLOB)
+    keep = ev(gt, pred)
+    assert keep["n_pred"] == 3 and keep["tp"][0] == 2 and keep["fp"][0] == 1
+    thr = int(max(SMALL.sum(), BLOB.sum()))
+    assert thr < A.sum()
+    r = evaluate_instances(gt, pred, remove_small=thr)
+    assert r["n_removed"] == 2 and r["n_pred"] == 1 and r["n_gt"] == 2
+    assert r["tp"] == [1] * 9 and r["fp"] == [0] * 9 and r["fn"] == [1] * 9
+    assert r["coverage"] == [1.0, 0.0]
+    # <= is removed: an instance of exactly remove_small voxels goes too
+    assert evaluate_instances(gt, labels(A), remove_small=int(A.sum()))["n_pred"] == 0
+    assert evaluate_instances(gt, labels(A), remove_small=int(A.sum()) - 1)["n_pred"] == 1
+    # the default 800 removes every predicted tube here but keeps both GTs
+    d = evaluate_instances(gt, pred)
+    assert d["n_pred"] == 0 and d["n_gt"] == 2 and d["fn"] == [2] * 9
+
+
+# -- overlaps ---------------------------------------------------------------------
+def test_duplicate_predictions_coverage_capped():
+    # The published evaluator sums R_ij here (GT has no overlaps) and reports C = 2.0;
+    # with the true union C stays 1.0.
+    r = ev(labels(A), stack(A, A))
+    assert r["coverage"] == [1.0]
+    assert r["fs"] == 0 and r["fm"] == 0        # second copy consumed
+    assert r["tp"] == [1] * 9 and r["fp"] == [1] * 9
+    assert summarize([r])["C"] == 1.0
+
+
+def test_crossing_tubes_channels():
+    x1 = tube((16, 4, 4), (16, 44, 44), (0, 4, -4), r=2)     # both pass (16, 28, 20)
+    x2 = tube((4, 44, 4), (28, 4, 44), (0, 4, -4), r=2)
+    assert (x1 & x2).sum() > 10
+    gt = stack(x1, x2)
+    r = ev(gt, gt.copy())
+    s = summarize([r])
+    assert s["S"] == 1.0 and s["FS"] == 0 and s["FM"] == 0 and r["coverage"] == [1.0, 1.0]
+    # both tubes in one label: merge
+    rm = ev(gt, labels(x1 | x2))
+    assert rm["fm"] == 1 and sorted(rm["coverage"]) == [0.0, 1.0]
+
+
+# -- pooling --------------------------------------------------------------------------
+V1 = {"thresholds": [0.1, 0.5], "tp": [2, 1], "fp": [1, 2], "fn": [0, 1], "n_gt": 2,
+      "n_pred": 3, "coverage": [1.0, 0.5], "tp_05": 1, "cldice_tp": [0.8], "fs": 1, "fm": 0}
+V2 = {"thresholds": [0.1, 0.5], "tp": [1, 1], "fp": [0, 0], "fn": [2, 2], "n_gt": 3,
+      "n_pred": 1, "coverage": [0.9, 0.0, 0.3], "tp_05": 1, "cldice_tp": [0.6], "fs": 0, "fm": 2}
+
+
+def test_summarize_by_hand():
+    s = summarize([V1, V2])
+    # th 0.1: TP 3, FP 1, FN 2 -> 6/9; th 0.5: TP 2, FP 2, FN 3 -> 4/9
+    assert s["F1"] == pytest.approx([6 / 9, 4 / 9])
+    assert s["avF1"] == pytest.approx(5 / 9)
+    assert s["C"] == pytest.approx(2.7 / 5)
+    assert s["S"] == pytest.approx(0.5 * 5 / 9 + 0.5 * 0.54)
+    assert s["clDice_TP"] == pytest.approx(0.7) and s["tp"] == pytest.approx(2 / 5)
+    assert (s["FS"], s["FM"], s["n_gt"], s["tp_count"]) == (1, 2, 5, 2)
+    assert s["cldice_sum"] == pytest.approx(1.4)
+
+
+def test_combine_by_hand():
+    comp = summarize([V1, V2])
+    part = {"S": 0.3, "avF1": 0.4, "C": 0.2, "FS": 3, "FM": 1, "n_gt": 5,
+            "tp_count": 3, "cldice_sum": 1.5}
+    c = combine(comp, part)
+    assert c["S"] == pytest.approx((comp["S"] + 0.3) / 2)
+    assert c["avF1"] == pytest.approx((5 / 9 + 0.4) / 2)
+    assert c["C"] == pytest.approx((0.54 + 0.2) / 2)
+    assert (c["FS"], c["FM"]) == (4, 3)
+    assert c["tp"] == pytest.approx(5 / 10)
+    assert c["clDice_TP"] == pytest.approx(2.9 / 5)
+    with pytest.raises(ValueError, match="missing"):
+        combine(comp, {"S": 1.0})
+
+
+def test_summarize_rejects_mixed_thresholds():
+    with pytest.raises(ValueError, match="thresholds"):
+        summarize([V1, dict(V2, thresholds=[0.1, 0.6])])
+    with pytest.raises(ValueError, match="empty"):
+        summarize([])
+
+
+# -- input normalisation and validation -----------------------------------------------
+def test_as_instances_forms():
+    lab = labels(A, B)
+    lab[lab == 1] = 5                         # non-contiguous ids: 2 and 5
+    inst = as_instances(lab)
+    assert len(inst) == 2
+    sl, m = inst[1]
+    full = np.zeros(SHAPE, bool)
+    full[sl] = m
+    assert (full == A).all()
+    st = stack(A, np.zeros(SHAPE, bool), B)   # empty channel skipped
+    assert len(as_instances(st)) == 2
+
+
+def test_validation_errors():
+    gt = labels(A)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_instances(gt, gt[:, :, :-1])
+    with pytest.raises(ValueError, match="dtype"):
+        evaluate_instances(gt, gt.astype(float))
+    with pytest.raises(ValueError, match="2-D"):
+        evaluate_instances(gt[0], gt[0])
+    with pytest.raises(ValueError, match="no instance"):
+        evaluate_instances(np.zeros(SHAPE, np.uint8), gt)
+    with pytest.raises(ValueError, match="negative"):
+        evaluate_instances(-gt.astype(np.int32), gt)
+    with pytest.raises(ValueError, match="thresholds"):
+        evaluate_instances(gt, gt, thresholds=[0.5, 1.2])
