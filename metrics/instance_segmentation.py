@@ -9,7 +9,8 @@ independent re-implementation of the metric definitions (no code copied), with
 the deviations listed below.
 
 Definitions (G_i a ground-truth instance, P_j a predicted one, S(.) the Lee
-3-D skeleton from ``skimage.morphology.skeletonize``):
+3-D skeleton of ``skimage.morphology.skeletonize``, computed by the
+voxel-for-voxel identical, faster ``neuroharness.metrics._skeleton``):
 
 * clRecall    R_ij = |S(G_i) & P_j| / |S(G_i)|
 * clPrecision P_ij = |S(P_j) & G_i| / |S(P_j)|; the background row holds the
@@ -50,10 +51,12 @@ Deviations from the published evaluator:
   1.0 here).
 * The consumption-based FS/FM matching is always used; for inputs without
   overlaps it gives the same result as the published shortcut {R_ij > t}.
-* Skeletons are computed per instance on its bounding-box crop padded by one
-  voxel, and all pairwise quantities are computed on bounding-box
-  intersections only (no dense per-instance full volumes), so memory scales
-  with instance size rather than with N x volume.
+* Implementation, not a change of result: instances are held as sorted
+  raveled voxel-index lists (one pass over each input, no full-volume
+  temporaries); each skeleton is the Lee skeleton of the instance's bounding
+  box padded by one voxel (the same as on the full volume); pairwise overlaps
+  are sorted-list intersections.  Time and memory after the input pass scale
+  with the foreground (a real-size 385x685x686 volume: ~0.3 s, ~0.1 GB).
 * Shapes of GT and prediction must match exactly (the published evaluator
   centre-crops the larger one).
 * Empty channels of a stack, and absent label ids, are not instances.  A GT
@@ -68,8 +71,8 @@ integer or bool dtype.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as _ndi
-from skimage.morphology import skeletonize as _skeletonize
+
+from ._skeleton import thin_indices as _thin_indices
 
 __all__ = ["as_instances", "combine", "evaluate_instances", "summarize"]
 
@@ -90,16 +93,52 @@ def _check_array(name: str, x) -> np.ndarray:
     return a
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Tight bounding box of a boolean volume as slices; None if empty."""
-    out = []
-    for ax in range(mask.ndim):
-        other = tuple(k for k in range(mask.ndim) if k != ax)
-        idx = np.flatnonzero(mask.any(axis=other))
-        if idx.size == 0:
-            return None
-        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(out)
+def _nonzero(vol: np.ndarray) -> np.ndarray:
+    """Ascending raveled indices (int64) of the nonzero voxels of a 3-D integer/bool array.
+
+    Neuron volumes are sparse: a per-block maximum over ~1 KiB blocks (one
+    vectorised pass) finds the few blocks with foreground, and only those are
+    searched.  No full-volume temporaries (a non-contiguous input is copied once).
+    """
+    flat = np.ascontiguousarray(vol).reshape(-1)
+    flat = flat.view(f"u{flat.dtype.itemsize}")  # same nonzero-ness; max() == 0 means empty
+    b = max(8, 1024 // flat.itemsize)
+    nb = flat.size // b
+    head = flat[: nb * b].reshape(nb, b)
+    blocks = np.flatnonzero(head.max(axis=1)) if nb else np.zeros(0, np.intp)
+    r, c = np.nonzero(head[blocks])
+    tail = np.flatnonzero(flat[nb * b:]) + nb * b
+    return np.concatenate([blocks[r].astype(np.int64) * b + c, tail.astype(np.int64)])
+
+
+def _instance_voxels(a: np.ndarray) -> list[np.ndarray]:
+    """Ascending raveled (Z,Y,X) voxel indices of every instance of a checked array.
+
+    Label image: one instance per present nonzero label, ascending; stack: one
+    per non-empty channel, in channel order.  Cost: one pass over the input.
+    """
+    if a.ndim == 4:
+        out = [_nonzero(a[c]) for c in range(a.shape[0])]
+        return [v for v in out if v.size]
+    idx = _nonzero(a)
+    if idx.size == 0:
+        return []
+    vals = a.reshape(-1)[idx]  # a view unless the input is not contiguous
+    order = np.argsort(vals, kind="stable")  # stable: indices stay ascending per label
+    vals = vals[order]
+    idx = idx[order]
+    cuts = np.flatnonzero(vals[1:] != vals[:-1]) + 1
+    return np.split(idx, cuts)
+
+
+def _box(idx: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, local idx): bounding box of raveled indices and the indices raveled in it."""
+    zyx = np.unravel_index(idx, shape)
+    lo = np.array([c.min() for c in zyx], dtype=np.int64)
+    hi = np.array([c.max() + 1 for c in zyx], dtype=np.int64)
+    box = hi - lo
+    local = ((zyx[0] - lo[0]) * box[1] + (zyx[1] - lo[1])) * box[2] + (zyx[2] - lo[2])
+    return lo, hi, local
 
 
 def as_instances(x, *, name: str = "x") -> list[tuple[tuple[slice, ...], np.ndarray]]:
@@ -112,71 +151,67 @@ def as_instances(x, *, name: str = "x") -> list[tuple[tuple[slice, ...], np.ndar
     """
     a = _check_array(name, x)
     out = []
-    if a.ndim == 3:
-        lab = a if a.dtype.kind != "b" else a.astype(np.uint8)
-        for k, sl in enumerate(_ndi.find_objects(lab)):
-            if sl is None:
-                continue
-            out.append((tuple(sl), lab[sl] == k + 1))
-    else:
-        for c in range(a.shape[0]):
-            m = a[c] != 0
-            sl = _bbox(m)
-            if sl is not None:
-                out.append((sl, m[sl].copy()))
+    for idx in _instance_voxels(a):
+        lo, hi, local = _box(idx, a.shape[-3:])
+        mask = np.zeros(tuple(hi - lo), dtype=bool)
+        mask.reshape(-1)[local] = True
+        out.append((tuple(slice(int(l), int(h)) for l, h in zip(lo, hi)), mask))
     return out
 
 
 # -- per-instance geometry -----------------------------------------------------
+def _member(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Boolean mask: which entries of ascending ``a`` occur in ascending ``b``."""
+    if a.size == 0 or b.size == 0:
+        return np.zeros(a.size, dtype=bool)
+    pos = np.searchsorted(b, a)
+    pos[pos == b.size] = 0
+    return b[pos] == a
+
+
 class _Inst:
-    __slots__ = ("hi", "lo", "mask", "n_skel", "n_vox", "skel", "sl")
+    """One instance as ascending raveled voxel indices ``vox`` into the (Z,Y,X)
+    volume, its skeleton ``skel`` (same form), and its bounding box [lo, hi)."""
 
-    def __init__(self, sl, mask):
-        self.sl = sl
-        self.lo = np.array([s.start for s in sl])
-        self.hi = np.array([s.stop for s in sl])
-        self.mask = mask
-        padded = np.pad(mask, 1)
-        self.skel = np.asarray(_skeletonize(padded), dtype=bool)[1:-1, 1:-1, 1:-1]
-        self.n_skel = int(self.skel.sum())
-        self.n_vox = int(mask.sum())
+    __slots__ = ("hi", "lo", "n_skel", "n_vox", "skel", "vox")
 
-
-def _overlap(a: _Inst, b: _Inst):
-    """Slices of the bbox intersection, local to ``a`` and to ``b``; None if disjoint."""
-    lo = np.maximum(a.lo, b.lo)
-    hi = np.minimum(a.hi, b.hi)
-    if np.any(hi <= lo):
-        return None
-    sa = tuple(slice(int(l - o), int(h - o)) for l, h, o in zip(lo, hi, a.lo))
-    sb = tuple(slice(int(l - o), int(h - o)) for l, h, o in zip(lo, hi, b.lo))
-    return sa, sb
+    def __init__(self, vox, shape):
+        self.vox = vox
+        self.lo, self.hi, local = _box(vox, shape)
+        box = tuple(int(n) for n in self.hi - self.lo)
+        # n_borders=6: the Lee skeleton of the box padded by one voxel (a
+        # single-slice box would otherwise get scikit-image's 2-D border cycle)
+        sk = np.unravel_index(_thin_indices(local, box, n_borders=6), box)
+        self.skel = np.ravel_multi_index(tuple(c + o for c, o in zip(sk, self.lo)), shape)
+        self.n_skel = int(self.skel.size)
+        self.n_vox = int(vox.size)
 
 
-def _localize(gts: list[_Inst], preds: list[_Inst], shape):
+def _boxes_meet(a: _Inst, b: _Inst) -> bool:
+    return bool(np.all(np.maximum(a.lo, b.lo) < np.minimum(a.hi, b.hi)))
+
+
+def _localize(gts: list[_Inst], preds: list[_Inst]):
     """clRecall R (N_gt, N_pred), clPrecision P (N_gt+1, N_pred; row 0 background),
-    and the dict of bbox-intersecting pairs -> (slices in gt, slices in pred)."""
+    and the dict of bbox-intersecting pairs -> which voxels of S(G_i) lie in P_j."""
     ng, npr = len(gts), len(preds)
     rec = np.zeros((ng, npr))
     prec = np.zeros((ng + 1, npr))
     pairs = {}
-    fg = np.zeros(shape, dtype=bool)  # one volume: union of GT foreground
-    for g in gts:
-        fg[g.sl] |= g.mask
+    fg = np.unique(np.concatenate([g.vox for g in gts])) if gts else np.zeros(0, np.int64)
     for j, p in enumerate(preds):
         if p.n_skel:
-            prec[0, j] = np.count_nonzero(p.skel & ~fg[p.sl]) / p.n_skel
+            prec[0, j] = int(np.count_nonzero(~_member(p.skel, fg))) / p.n_skel
     for i, g in enumerate(gts):
         for j, p in enumerate(preds):
-            ov = _overlap(g, p)
-            if ov is None:
+            if not _boxes_meet(g, p):
                 continue
-            sg, sp = ov
-            pairs[(i, j)] = ov
+            hit = _member(g.skel, p.vox)
+            pairs[(i, j)] = hit
             if g.n_skel:
-                rec[i, j] = np.count_nonzero(g.skel[sg] & p.mask[sp]) / g.n_skel
+                rec[i, j] = int(np.count_nonzero(hit)) / g.n_skel
             if p.n_skel:
-                prec[i + 1, j] = np.count_nonzero(p.skel[sp] & g.mask[sg]) / p.n_skel
+                prec[i + 1, j] = int(np.count_nonzero(_member(p.skel, g.vox))) / p.n_skel
     return rec, prec, pairs
 
 
@@ -200,32 +235,28 @@ def _greedy_one_to_one(score: np.ndarray, th: float) -> list[tuple[int, int]]:
     return out
 
 
-def _many_to_many(gts, preds, rec, pairs, t: float) -> list[tuple[int, int]]:
+def _many_to_many(gts, preds, rec, t: float) -> list[tuple[int, int]]:
     """Greedy many-to-many matching on clRecall with consumption (see module doc)."""
-    live = {(i, j): rec[i, j] for (i, j) in pairs if rec[i, j] > t}
-    if not live:
-        return []
-    avail_skel = {}
-    avail_pred = {}
+    live = {(i, j): rec[i, j] for i, j in zip(*np.nonzero(rec > t))}
+    live = {(int(i), int(j)): r for (i, j), r in live.items()}
+    avail_skel = {}  # i -> still-available skeleton voxels of G_i
+    avail_pred = {}  # j -> still-available voxels of P_j
     matched = []
     while live:
         (i, j) = min(live, key=lambda k: (-live[k], k[0], k[1]))
         del live[(i, j)]
         matched.append((i, j))
         g, p = gts[i], preds[j]
-        sg, sp = pairs[(i, j)]
-        ask = avail_skel.setdefault(i, g.skel.copy())
-        apr = avail_pred.setdefault(j, p.mask.copy())
-        ask[sg] &= ~p.mask[sp]
-        apr[sp] &= ~g.mask[sg]
+        ask = avail_skel.get(i, g.skel)
+        apr = avail_pred.get(j, p.vox)
+        avail_skel[i] = ask[~_member(ask, p.vox)]
+        avail_pred[j] = apr[~_member(apr, g.vox)]
         for (a, b) in list(live):
             if a != i and b != j:
                 continue
-            ga, pb = gts[a], preds[b]
-            sa, sb = pairs[(a, b)]
-            s_a = avail_skel.get(a, ga.skel)
-            m_b = avail_pred.get(b, pb.mask)
-            r = np.count_nonzero(s_a[sa] & m_b[sb]) / ga.n_skel
+            s_a = avail_skel.get(a, gts[a].skel)
+            m_b = avail_pred.get(b, preds[b].vox)
+            r = int(np.count_nonzero(_member(s_a, m_b))) / gts[a].n_skel
             if r > t:
                 live[(a, b)] = r
             else:
@@ -240,14 +271,12 @@ def _coverage(gts, preds, prec, pairs) -> list[float]:
         if g.n_skel == 0:
             cov.append(0.0)
             continue
-        hit = np.zeros_like(g.skel)
+        hit = np.zeros(g.n_skel, dtype=bool)
         for j in np.flatnonzero(assign == i + 1):
-            ov = pairs.get((i, int(j)))
-            if ov is None:
-                continue
-            sg, sp = ov
-            hit[sg] |= g.skel[sg] & preds[j].mask[sp]
-        cov.append(np.count_nonzero(hit) / g.n_skel)
+            h = pairs.get((i, int(j)))
+            if h is not None:
+                hit |= h
+        cov.append(int(np.count_nonzero(hit)) / g.n_skel)
     return cov
 
 
@@ -279,18 +308,19 @@ def evaluate_instances(gt, pred, *, partly: bool = False, remove_small: int | No
             raise ValueError(f"{nm}: expected a value in [0, 1), got {v}")
     if remove_small is not None and remove_small < 0:
         raise ValueError(f"remove_small: expected None or >= 0, got {remove_small}")
-    gt_inst = as_instances(g, name="gt")
-    if not gt_inst:
-        raise ValueError("gt: contains no instance")
-    pr_inst = as_instances(p, name="pred")
-    n_before = len(pr_inst)
-    if remove_small is not None:
-        pr_inst = [(sl, m) for sl, m in pr_inst if int(m.sum()) > remove_small]
-    gts = [_Inst(sl, m) for sl, m in gt_inst]
-    preds = [_Inst(sl, m) for sl, m in pr_inst]
     shape = g.shape[-3:]
+    gt_vox = _instance_voxels(g)
+    if not gt_vox:
+        raise ValueError("gt: contains no instance")
+    pr_vox = _instance_voxels(p)
+    n_before = len(pr_vox)
+    if remove_small is not None:
+        pr_vox = [v for v in pr_vox if v.size > remove_small]
+    gts = [_Inst(v, shape) for v in gt_vox]
+    preds = [_Inst(v, shape) for v in pr_vox]
+    del gt_vox, pr_vox
 
-    rec, prec, pairs = _localize(gts, preds, shape)
+    rec, prec, pairs = _localize(gts, preds)
     dice = _cldice(rec, prec[1:])
     ng, npr = len(gts), len(preds)
     on_gt = (np.argmax(prec, axis=0) > 0) if npr else np.zeros(0, bool)
@@ -307,8 +337,8 @@ def evaluate_instances(gt, pred, *, partly: bool = False, remove_small: int | No
             fp.append(npr - len(m))
     m05 = _greedy_one_to_one(dice, 0.5)
 
-    m_fs = _many_to_many(gts, preds, rec, pairs, fs_threshold)
-    m_fm = _many_to_many(gts, preds, rec, pairs, fm_threshold)
+    m_fs = _many_to_many(gts, preds, rec, fs_threshold)
+    m_fm = _many_to_many(gts, preds, rec, fm_threshold)
     per_g = np.bincount([i for i, _ in m_fs], minlength=ng)
     per_p = np.bincount([j for _, j in m_fm], minlength=npr)
     return {

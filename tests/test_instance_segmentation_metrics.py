@@ -242,6 +242,23 @@ def test_as_instances_forms():
     assert len(as_instances(st)) == 2
 
 
+def test_nonzero_scan_matches_flatnonzero():
+    """The block-skipping foreground scan behind as_instances / evaluate_instances."""
+    import neuroharness.metrics.instance_segmentation as ism
+
+    rng = np.random.default_rng(0)
+    for dtype in (bool, np.uint8, np.int16, np.uint32, np.int64):
+        for shape in [(7, 11, 13), (3, 40, 50), (0, 4, 4), (1, 1, 1)]:
+            a = np.zeros(shape, dtype)
+            a.reshape(-1)[rng.integers(0, max(a.size, 1), size=min(a.size, 9))] = 1
+            if np.issubdtype(dtype, np.signedinteger) and a.size:
+                a.reshape(-1)[-1] = -3          # negative values are members in a stack channel
+            for view in (a, a[:, ::2, 1:]):    # contiguous and strided
+                got = ism._nonzero(view)
+                assert got.dtype == np.int64
+                np.testing.assert_array_equal(got, np.flatnonzero(view))
+
+
 def test_validation_errors():
     gt = labels(A)
     with pytest.raises(ValueError, match="shape"):
@@ -256,3 +273,110 @@ def test_validation_errors():
         evaluate_instances(-gt.astype(np.int32), gt)
     with pytest.raises(ValueError, match="thresholds"):
         evaluate_instances(gt, gt, thresholds=[0.5, 1.2])
+
+
+# -- fast skeleton path == skimage reference, end to end ---------------------------------
+def derive_prediction(gt_stack, seed=0, n_spurious=(3, 1)):
+    """A (Z,Y,X) uint16 label image from a (N,Z,Y,X) GT stack (N >= 6), with known errors.
+
+    Neuron 0 and 6.. kept; 1 and 2 merged into one label; 3 split in 2 and 4 in 3
+    pieces along its longest extent; 5 dropped; plus ``n_spurious[0]`` small balls
+    (radius 3, 123 voxels, below remove_small=800) and ``n_spurious[1]`` larger ones
+    (radius 7, 1419 voxels) at random places.  Later labels overwrite earlier ones
+    where neurons cross.
+    """
+    rng = np.random.default_rng(seed)
+    shape = gt_stack.shape[1:]
+    pred = np.zeros(shape, np.uint16)
+    flat = pred.reshape(-1)
+    vox = [np.flatnonzero(gt_stack[k]) for k in range(gt_stack.shape[0])]
+    nxt = 1
+
+    def put(idx):
+        nonlocal nxt
+        flat[idx] = nxt
+        nxt += 1
+
+    def pieces(idx, m):
+        zyx = np.stack(np.unravel_index(idx, shape))
+        ax = int(np.argmax(np.ptp(zyx, axis=1)))
+        cuts = np.quantile(zyx[ax], np.arange(1, m) / m)
+        part = np.digitize(zyx[ax], cuts)
+        return [idx[part == k] for k in range(m)]
+
+    put(vox[0])
+    put(np.union1d(vox[1], vox[2]))
+    for k, m in ((3, 2), (4, 3)):
+        for piece in pieces(vox[k], m):
+            put(piece)
+    for k in range(6, len(vox)):
+        put(vox[k])
+    for r, count in zip((3, 7), n_spurious):
+        ball = np.stack(np.nonzero(ndi.distance_transform_edt(
+            np.pad([[[0]]], r, constant_values=1)) <= r), 1) - r
+        for _ in range(count):
+            c = rng.integers(r, np.asarray(shape) - r)
+            put(np.ravel_multi_index(tuple((ball + c).T), shape))
+    return pred
+
+
+@pytest.fixture(scope="module")
+def fisbe_fixture():
+    from helpers import load_script
+
+    return load_script("make_fisbe_fixture")
+
+
+def _skimage_thin(idx, shape, *, n_borders=6):
+    """Slow reference for ``thin_indices``: skimage on the dense box padded by one voxel."""
+    assert n_borders == 6
+    m = np.zeros(shape, bool)
+    m.reshape(-1)[idx] = True
+    from skimage.morphology import skeletonize
+
+    return np.flatnonzero(skeletonize(np.pad(m, 1))[1:-1, 1:-1, 1:-1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_path_equals_skimage_reference(seed, fisbe_fixture, monkeypatch):
+    import neuroharness.metrics.instance_segmentation as ism
+
+    _, gt = fisbe_fixture.synthetic_sample((40, 80, 80), n_neurons=7, seed=seed)
+    pred = derive_prediction(gt, seed=seed)
+    runs = [{"remove_small": None}, {"remove_small": 200}, {"partly": True, "remove_small": 200},
+            {}]  # the default 800 drops most split pieces of these small neurons
+    fast = [evaluate_instances(gt, pred, **kw) for kw in runs]
+    fast_lab = evaluate_instances(pred, gt)  # roles swapped: label-image GT, stack prediction
+    calls = []
+    monkeypatch.setattr(ism, "_thin_indices", lambda *a, **k: calls.append(1) or _skimage_thin(*a, **k))
+    assert [evaluate_instances(gt, pred, **kw) for kw in runs] == fast
+    assert len(calls) > 40
+    assert evaluate_instances(pred, gt) == fast_lab
+    # the constructed errors: 1 merge, 2 + 3 pieces (FS = 1 + 2), the three small balls
+    assert fast[0]["n_pred"] == 12 and fast[0]["fm"] == 1 and fast[0]["fs"] == 3
+    assert fast[1]["n_removed"] == 3 and fast[3]["n_removed"] > 3
+
+
+def test_localize_matches_dense_definition(fisbe_fixture):
+    """clRecall / clPrecision from the sparse bookkeeping equal the dense definitions
+    (full-volume masks and skimage skeletons of them)."""
+    import neuroharness.metrics.instance_segmentation as ism
+    from skimage.morphology import skeletonize
+
+    _, gt = fisbe_fixture.synthetic_sample((32, 64, 64), n_neurons=6, seed=5)
+    pred = derive_prediction(gt, seed=5)
+    shape = pred.shape
+    gts = [ism._Inst(v, shape) for v in ism._instance_voxels(gt)]
+    preds = [ism._Inst(v, shape) for v in ism._instance_voxels(pred)]
+    rec, prec, _ = ism._localize(gts, preds)
+    gm = [gt[k] != 0 for k in range(gt.shape[0])]
+    pm = [pred == v for v in np.unique(pred)[1:]]
+    gs = [skeletonize(m) for m in gm]
+    ps = [skeletonize(m) for m in pm]
+    anygt = np.any(gm, axis=0)
+    for j in range(len(pm)):
+        assert prec[0, j] == (ps[j] & ~anygt).sum() / ps[j].sum()
+        for i in range(len(gm)):
+            assert rec[i, j] == (gs[i] & pm[j]).sum() / gs[i].sum()
+            assert prec[i + 1, j] == (ps[j] & gm[i]).sum() / ps[j].sum()
+    assert rec.max() > 0.9 and (rec > 0).sum() >= len(gm) - 1
