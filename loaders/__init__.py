@@ -27,8 +27,9 @@ def prepare(name: str, source: os.PathLike | str | None = None, force: bool = Fa
     return get_loader(name).prepare(source, force=force)
 
 
-def open_dataset(name: str, version: str | None = None) -> xr.Dataset:
-    """Open dataset ``name`` lazily from its Zarr store, preparing it if needed."""
+def open_dataset(name: str, version: str | None = None) -> xr.Dataset | xr.DataTree:
+    """Open dataset ``name`` lazily from its Zarr store, preparing it if needed
+    (an ``xarray.DataTree`` for datasets stored as one group per part, e.g. ``fisbe``)."""
     return get_loader(name).open(version)
 
 

@@ -1,8 +1,9 @@
-"""Downloads with sha256 verification, resume and atomic placement.
+"""Downloads with checksum verification, resume and atomic placement.
 
 A download goes to ``<dest>.part``; an interrupted one resumes from there with
-an HTTP ``Range`` request. Only a file whose sha256 matches the pinned value is
-renamed to ``dest``, so ``dest`` existing means it is complete and verified.
+an HTTP ``Range`` request. Only a file whose sha256 (or, where that is what the
+source publishes, md5 and size) matches the pinned value is renamed to
+``dest``, so ``dest`` existing means it is complete and verified.
 """
 from __future__ import annotations
 
@@ -30,11 +31,48 @@ def sha256_file(path: os.PathLike) -> str:
     return h.hexdigest()
 
 
-def verify(path: Path, sha256: str | None) -> str:
-    """Return the file's sha256; raise :class:`ChecksumError` if it is not ``sha256``."""
-    got = sha256_file(path)
+def sha256_path(path: os.PathLike) -> str:
+    """sha256 of a file, or of a directory tree: sorted relative POSIX paths of its
+    files, each followed by the file's own sha256 (so a raw input may be a folder,
+    e.g. a ``.zarr`` group)."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
+    return h.hexdigest()
+
+
+def _digests(path: Path, md5: bool) -> tuple[str, str | None]:
+    """(sha256, md5 or None) of a file in one read."""
+    hs, hm = hashlib.sha256(), hashlib.md5(usedforsecurity=False) if md5 else None
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            hs.update(block)
+            if hm is not None:
+                hm.update(block)
+    return hs.hexdigest(), None if hm is None else hm.hexdigest()
+
+
+def _mismatch(path: Path, sha256: str | None, md5: str | None, size: int | None) -> tuple[str, str | None]:
+    """Return (sha256, a 'what is X, expected Y' text or None when everything pinned matches)."""
+    if size is not None and path.stat().st_size != int(size):
+        return "", f"size is {path.stat().st_size} bytes, expected {int(size)}"
+    got, got_md5 = _digests(path, md5 is not None)
     if sha256 is not None and got != sha256.lower():
-        raise ChecksumError(f"{path}: sha256 is {got}, expected {sha256}")
+        return got, f"sha256 is {got}, expected {sha256}"
+    if md5 is not None and got_md5 != md5.lower():
+        return got, f"md5 is {got_md5}, expected {md5}"
+    return got, None
+
+
+def verify(path: Path, sha256: str | None, *, md5: str | None = None, size: int | None = None) -> str:
+    """Return the file's sha256; raise :class:`ChecksumError` if it differs from the
+    pinned ``sha256`` (or ``md5``, or ``size`` in bytes, where given)."""
+    got, bad = _mismatch(Path(path), sha256, md5, size)
+    if bad:
+        raise ChecksumError(f"{path}: {bad}")
     return got
 
 
@@ -59,29 +97,34 @@ def _fetch_once(url: str, part: Path, timeout: float, desc: str) -> None:
             raise ConnectionError(f"connection closed after {have + received} of {total} bytes")
 
 
-def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *, retries: int = 3, timeout: float = 60) -> Path:
+def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *, retries: int = 3, timeout: float = 60,
+             md5: str | None = None, size: int | None = None) -> Path:
     """Download ``dest`` from the first URL of ``urls`` that works; verify its sha256.
 
-    ``urls`` is one URL or mirrors tried in order. An existing ``dest`` is
-    re-verified instead of downloaded again. Returns ``dest``.
+    ``urls`` is one URL or mirrors tried in order. Where the source publishes
+    md5 and size instead (Zenodo), pass ``sha256=None, md5=..., size=...``. An
+    existing ``dest`` is re-verified instead of downloaded again. Returns ``dest``.
     """
     dest = Path(dest)
     urls = [urls] if isinstance(urls, str) else list(urls)
     if dest.exists():
-        verify(dest, sha256)
+        verify(dest, sha256, md5=md5, size=size)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     errors, bad_checksums = [], []
     for url in urls:
         for attempt in range(retries):
+            if size is not None and part.exists() and part.stat().st_size > int(size):
+                part.unlink()  # longer than the whole file: cannot be a prefix of it
             resumed = part.exists()
             try:
                 _fetch_once(url, part, timeout, dest.name)
-                got = sha256_file(part)
-                if sha256 is not None and got != sha256.lower():
+                _, bad = _mismatch(part, sha256, md5, size)
+                if bad:
                     part.unlink(missing_ok=True)  # a corrupt partial must not be resumed
-                    bad_checksums.append(f"{dest}: sha256 of the download from {url} is {got}, expected {sha256}")
+                    what, _, rest = bad.partition(" is ")
+                    bad_checksums.append(f"{dest}: {what} of the download from {url} is {rest}")
                     if resumed:
                         continue  # the old partial may have been the corrupt part: once more from byte 0
                     break  # this mirror serves other bytes: try the next one
