@@ -92,12 +92,39 @@ def _run(args) -> int:
     return 0
 
 
+def _format_value(v) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return str(v) if isinstance(v, int) else f"{v:.4f}"
+
+
+def _metrics_table(metrics: dict) -> str:
+    """Grouped metrics (``group/name`` keys) as a table: one row for the ungrouped values, one per group."""
+    groups: dict[str, dict] = {}
+    for k, v in metrics.items():
+        if "/" in k:
+            g, name = k.rsplit("/", 1)
+            groups.setdefault(g, {})[name] = v
+    columns = list(dict.fromkeys(n for g in groups.values() for n in g))
+    top = {k: v for k, v in metrics.items() if "/" not in k}
+    lines = [f"{k}: {_format_value(v)}" for k, v in top.items() if k not in columns]
+    rows = [("all", {k: v for k, v in top.items() if k in columns})] + list(groups.items())
+    cells = [[name] + [_format_value(r[c]) if c in r else "" for c in columns] for name, r in rows]
+    widths = [max(len(x) for x in col) for col in zip(["", *columns], *cells)]
+    for i, line in enumerate([["", *columns], *cells]):
+        lines.append("  ".join(x.ljust(w) if j == 0 else x.rjust(w) for j, (x, w) in enumerate(zip(line, widths))).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def _evaluate(args) -> int:
     from neuroharness.tasks import get_task
 
     metrics = get_task(args.task).evaluate(args.predictions, split=args.split)
     text = json.dumps(metrics, indent=2)
-    print(text)
+    # grouped results (per subset, per sample) read better as a table; --json keeps the raw output
+    print(text if args.json or not any("/" in k for k in metrics) else _metrics_table(metrics))
     if args.out:
         Path(args.out).write_text(text + "\n")
     return 0
@@ -160,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("predictions", metavar="PREDICTIONS")
     e.add_argument("--split", default="test", choices=["test", "val"])
     e.add_argument("--out", help="also write the metrics to this JSON file")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON (default: a table when they are grouped)")
     e.set_defaults(func=_evaluate)
 
     lb = sub.add_parser("leaderboard", parents=[quiet], help="aggregate records into mean ± std over seeds")

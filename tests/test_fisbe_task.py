@@ -1,0 +1,245 @@
+"""Task fisbe-instance-segmentation: card, aggregation by hand, submissions, baselines end to end.
+
+A synthetic release (scripts/make_fisbe_fixture.py: one volume of 64 x 128 x
+128 with 4 neurons per subset and split) is prepared once for the module.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import zarr
+from helpers import load_script
+from neuroharness.tasks import get_task
+from neuroharness.tasks.fisbe_instance_segmentation import (
+    REFERENCE_ROWS,
+    StoreData,
+    aggregate,
+    write_predictions,
+)
+
+from neuroharness.cli import main
+from neuroharness.errors import DataFormatError, SubmissionError
+
+TASK = "fisbe-instance-segmentation"
+
+
+# -- card and aggregation (no store) ---------------------------------------------------
+def test_card():
+    card = get_task(TASK).card
+    assert (card.name, card.version, card.main_metric) == (TASK, "1.0", "S")
+    assert [(d.name, d.version) for d in card.datasets] == [("fisbe", "1.0")]
+    assert card.higher_is_better
+    lower = {m.name for m in card.metrics if not m.higher_is_better}
+    assert lower == {"FS", "FM"}
+    assert {"S", "avF1", "C", "clDice_TP", "tp"} <= {m.name for m in card.metrics}
+    assert "S = 0" in card.chance["S"]
+    assert len(REFERENCE_ROWS) == 8
+    ppp = next(r for r in REFERENCE_ROWS if r["method"] == "PatchPerPix" and r["set"] == "combined")
+    assert (ppp["S"], ppp["avF1"], ppp["C"], ppp["clDice_TP"], ppp["tp"], ppp["FS"], ppp["FM"]) == (.35, .34, .35, .80, .36, 19, 52)
+    ffn = next(r for r in REFERENCE_ROWS if r["method"] == "FFN" and r["set"] == "completely")
+    assert (ffn["S"], ffn["FS"], ffn["FM"]) == (.18, 2, 2) and "Januszewski" in ffn["citation"]
+    text = " ".join(card.references)
+    for s in ("arXiv:2404.00130", "ECCV 2020", "10.1101/2020.06.07.138941", "Nat Methods", "Duan et al. (test"):
+        assert s in text
+    assert set(get_task(TASK).models) == {"threshold-cluster", "unet-embedding"}
+
+
+def _result(tp, fp, fn, coverage, cldice, fs=0, fm=0, n_removed=0):
+    """A per-volume result as evaluate_instances returns it, the same counts at every threshold."""
+    return {"thresholds": [round(0.1 * k, 1) for k in range(1, 10)], "tp": [tp] * 9, "fp": [fp] * 9, "fn": [fn] * 9,
+            "n_gt": tp + fn, "n_pred": tp + fp, "n_removed": n_removed, "coverage": coverage, "tp_05": len(cldice),
+            "cldice_tp": cldice, "fs": fs, "fm": fm, "partly": False}
+
+
+def test_aggregate_by_hand():
+    per = {"c1": _result(2, 0, 0, [1.0, 1.0], [1.0, 1.0]),                        # perfect: S = 1
+           "p1": _result(1, 1, 1, [1.0, 0.0], [0.8], fs=1, n_removed=3)}           # F1 = 2/(2+1+1) = 0.5, C = 0.5
+    m = aggregate(per, {"c1": "completely", "p1": "partly"})
+    assert m["completely/S"] == 1.0 and m["partly/S"] == 0.5 and m["partly/avF1"] == 0.5 and m["partly/C"] == 0.5
+    assert m["S"] == m["main_score"] == 0.75  # unweighted mean of the two sets
+    assert m["avF1"] == 0.75 and m["C"] == 0.75
+    assert m["FS"] == 1 and m["FM"] == 0
+    assert m["tp"] == 3 / 4  # pooled
+    assert m["clDice_TP"] == pytest.approx(2.8 / 3)  # pooled over the 3 TP matches
+    assert m["p1/S"] == 0.5 and m["p1/n_removed"] == 3 and m["c1/clDice_TP"] == 1.0
+    assert m["n_subsets"] == 2 and m["completely/n_samples"] == 1 and "note" not in m
+    only = aggregate({"p1": per["p1"]}, {"p1": "partly"})
+    assert only["S"] == only["main_score"] == 0.5 and only["n_subsets"] == 1
+    assert "only partly-labeled" in only["note"]
+    empty = aggregate({"c1": _result(0, 0, 2, [0.0, 0.0], [])}, {"c1": "completely"})
+    assert empty["S"] == 0 and math.isnan(empty["clDice_TP"])
+
+
+# -- with a prepared synthetic store ------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from neuroharness.loaders import prepare
+
+    raw = tmp_path_factory.mktemp("fisbe_task_raw")
+    load_script("make_fisbe_fixture").write_release(raw, n_per_split=1, shape=(64, 128, 128), n_neurons=4, seed=0)
+    prepare("fisbe", source=raw, force=True)
+    return get_task(TASK).load()
+
+
+@pytest.fixture(scope="module")
+def test_ids(data):
+    return data.samples("test")
+
+
+def _stacks(data, ids):
+    return {s: data.gt(s) for s in ids}
+
+
+def test_template(data, test_ids):
+    tpl = get_task(TASK).submission_template()
+    assert tpl["sample"].tolist() == test_ids and len(test_ids) == 2
+    assert tpl["subset"].tolist() == ["completely", "partly"]
+    assert tpl[["size_z", "size_y", "size_x"]].values.tolist() == [[64, 128, 128]] * 2
+
+
+def test_perfect_submission_npz_and_zip(data, test_ids, tmp_path):
+    task = get_task(TASK)
+    path = write_predictions(tmp_path / "perfect.npz", _stacks(data, test_ids))  # (N, Z, Y, X) bool stacks
+    m = task.evaluate(path)
+    for key in ("S", "avF1", "C", "clDice_TP", "tp", "completely/S", "partly/S", f"{test_ids[0]}/S", f"{test_ids[1]}/C"):
+        assert m[key] == 1.0, key
+    assert m["FS"] == m["FM"] == 0 and m["main_score"] == 1.0 and m["n_gt"] == 8
+    # the same as a zipped Zarr of uint8 stacks
+    zpath = tmp_path / "perfect.zarr.zip"
+    store = zarr.storage.ZipStore(str(zpath), mode="w")
+    root = zarr.open_group(store, mode="w")
+    for s in test_ids:
+        root.create_array(s, data=data.gt(s).astype(np.uint8))
+    store.close()
+    assert task.evaluate(zpath)["S"] == 1.0
+
+
+def test_empty_and_label_image_submissions(data, test_ids, tmp_path):
+    task = get_task(TASK)
+    empty = {s: np.zeros(data.shape(s), np.uint16) for s in test_ids}
+    m = task.evaluate(empty)
+    assert m["S"] == 0 and m["avF1"] == 0 and m["C"] == 0 and m["n_pred"] == 0 and math.isnan(m["clDice_TP"])
+    # one neuron per sample kept, as a label image written to a .zarr folder
+    one = {}
+    for s in test_ids:
+        lab = np.zeros(data.shape(s), np.int32)
+        lab[data.gt(s)[0]] = 7
+        one[s] = lab
+    m = task.evaluate(write_predictions(tmp_path / "one.zarr", one))
+    assert m["completely/tp"] == 0.25 and m["completely/avF1"] == pytest.approx(2 / 5)  # F1 = 2*1/(4+1)
+    assert m["partly/avF1"] == pytest.approx(2 / 5)
+
+
+@pytest.mark.parametrize("case", ["unknown", "missing", "shape", "float", "negative", "ndim"])
+def test_bad_submissions(data, test_ids, tmp_path, case):
+    task = get_task(TASK)
+    a, b = test_ids
+    preds = {s: np.zeros(data.shape(s), np.uint16) for s in test_ids}
+    if case == "unknown":
+        preds["R00X00-nope"] = preds[a]
+        msg = f"array 'R00X00-nope' is not a test sample of the prepared store; expected one array per sample: {a}, {b}"
+    elif case == "missing":
+        del preds[b]
+        msg = f"no array for 1 of 2 test samples: {b}"
+    elif case == "shape":
+        preds[b] = np.zeros((64, 128, 127), np.uint16)
+        msg = rf"array '{b}' \(sample {b}\) has shape \(64, 128, 127\); expected the raw volume's \(Z, Y, X\) = \(64, 128, 128\)"
+    elif case == "float":
+        preds[a] = np.zeros(data.shape(a), np.float32)
+        msg = f"array '{a}' \\(sample {a}\\) has dtype float32; expected integer labels or bool"
+    elif case == "negative":
+        preds[a] = np.zeros(data.shape(a), np.int16)
+        preds[a][0, 0, 0] = -2
+        msg = f"array '{a}' \\(sample {a}\\) holds negative values \\(min -2\\)"
+    else:
+        preds[a] = np.zeros((2, 64, 128), np.uint16)
+        msg = f"array '{a}' .* has shape \\(2, 64, 128\\)"
+    path = tmp_path / "bad.npz"
+    np.savez(path, **preds)
+    with pytest.raises(SubmissionError, match=f"{path}: {msg}"):
+        task.evaluate(path)
+
+
+def test_unsafe_and_unknown_files(data, test_ids, tmp_path):
+    task = get_task(TASK)
+    pkl = tmp_path / "preds.npz"
+    np.savez(pkl, **{test_ids[0]: np.array([{"x": 1}], dtype=object),  # a pickled object array
+                     test_ids[1]: np.zeros(data.shape(test_ids[1]), np.uint8)})
+    with pytest.raises(SubmissionError, match="dtype object"):
+        task.evaluate(pkl)
+    other = tmp_path / "preds.pkl"
+    other.write_bytes(b"\x80\x04N.")
+    with pytest.raises(SubmissionError, match=r"unsupported format '\.pkl'"):
+        task.evaluate(other)
+    nested = tmp_path / "nested.zarr"
+    zarr.open_group(str(nested), mode="w", zarr_format=2).create_group(test_ids[0])
+    with pytest.raises(SubmissionError, match=f"member '{test_ids[0]}' is a group"):
+        task.evaluate(nested)
+    with pytest.raises(SubmissionError, match="not found"):
+        task.evaluate(tmp_path / "absent.npz")
+    with pytest.raises(SubmissionError, match="expected a .Z, Y, X. integer label image"):
+        write_predictions(tmp_path / "x.npz", {"a": np.zeros((4, 4, 4), np.float64)})
+
+
+def test_store_errors_name_sample_and_array(tmp_path):
+    import pandas as pd
+
+    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=2)
+    root.create_group("A").create_array("raw", data=np.zeros((3, 4, 5, 6), np.uint16))
+    root["A"].create_array("gt_instances", data=np.ones((1, 4, 5, 7), bool))
+    root.create_group("B").create_array("raw", data=np.zeros((3, 4, 5, 6), np.uint16))
+    root.create_group("C").create_array("raw", data=np.zeros((3, 4, 5, 6), np.uint16))
+    root["C"].create_array("gt_instances", data=np.zeros((1, 4, 5, 6), np.uint8))
+    index = pd.DataFrame({"sample": list("ABC"), "subset": "completely", "split": "test", "n_instances": 1,
+                          "size_z": 4, "size_y": 5, "size_x": 6})
+    d = StoreData(str(tmp_path / "s.zarr"), index)
+    with pytest.raises(DataFormatError, match=r"sample A: gt_instances has shape \(1, 4, 5, 7\) but raw has \(3, 4, 5, 6\)"):
+        d.gt("A")
+    with pytest.raises(DataFormatError, match="sample B: array 'gt_instances' missing"):
+        d.gt("B")
+    with pytest.raises(DataFormatError, match="sample C: gt_instances is empty"):
+        d.gt("C")
+
+
+def test_cli_prints_every_metric_per_sample(data, test_ids, tmp_path, capsys):
+    path = write_predictions(tmp_path / "perfect.npz", _stacks(data, test_ids))
+    out = tmp_path / "m.json"
+    assert main(["evaluate", TASK, str(path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("main_score: 1.0000")
+    header = next(line for line in text.splitlines() if line.strip().startswith("S "))
+    assert header.split()[:7] == ["S", "avF1", "C", "clDice_TP", "tp", "FS", "FM"]
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.split()}
+    for row in ("all", "completely", "partly", *test_ids):
+        assert rows[row][:7] == ["1.0000"] * 5 + ["0", "0"], row
+    assert json.loads(out.read_text())["S"] == 1.0
+    assert main(["evaluate", TASK, str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["main_score"] == 1.0
+
+
+def test_threshold_cluster_end_to_end(data):
+    task = get_task(TASK)
+    res = task.run_model("threshold-cluster", 0)
+    m = res["metrics"]
+    assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in m.values())
+    for k in ("S", "avF1", "C", "tp", "FS", "FM", "completely/S", "partly/S"):
+        assert k in m
+    assert m["main_score"] == m["S"] == pytest.approx((m["completely/S"] + m["partly/S"]) / 2)
+    assert m["S"] > 0.3  # colour clustering separates most synthetic neurons
+    hp = res["hyperparameters"]
+    assert hp["threshold"] in hp["threshold_grid"] and hp["merge_distance"] in hp["merge_grid"]
+    assert res["n_parameters"] == 2
+    json.dumps(res)  # record-ready
+    again = task.run_model("threshold-cluster", 0)
+    assert again["metrics"] == m  # seeded
+
+
+def test_unet_embedding_end_to_end(data):
+    res = get_task(TASK).run_model("unet-embedding", 0, hyperparameters={"steps": 20, "patch": 32, "batch_size": 1})
+    m = res["metrics"]
+    assert 0 <= m["S"] <= 1 and m["n_gt"] == 8
+    assert 5_000 < res["n_parameters"] < 100_000
+    assert res["hyperparameters"]["steps"] == 20
