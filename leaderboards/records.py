@@ -68,8 +68,11 @@ def environment() -> dict:
     }
 
 
-def record_filename(task: str, model: str, seed: int) -> str:
-    return f"{task}__{model}__seed{seed}.json"
+def record_filename(task: str, model: str, seed: int, options: dict[str, str] | None = None) -> str:
+    """``<task>__<model>__seed<k>.json``, with ``__<key>=<value>`` per task option (sorted),
+    so runs with different options never overwrite each other."""
+    opts = "".join(f"__{k}={v}" for k, v in sorted((options or {}).items()))
+    return f"{task}__{model}__seed{seed}{opts}.json"
 
 
 def write_record(record: dict, out_dir: os.PathLike) -> Path:
@@ -77,7 +80,8 @@ def write_record(record: dict, out_dir: os.PathLike) -> Path:
     validate_record(record, "record")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / record_filename(record["task"]["name"], record["model"]["name"], record["seed"])
+    path = out_dir / record_filename(record["task"]["name"], record["model"]["name"], record["seed"],
+                                     record["task"].get("options"))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
@@ -99,6 +103,9 @@ def validate_record(record: dict, source: str) -> dict:
     for key in ("name", "version", "main_metric"):
         if not isinstance(record["task"].get(key), str):
             raise DataFormatError(f"{source}: field task.{key} missing or not a string")
+    options = record["task"].get("options", {})
+    if not isinstance(options, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in options.items()):
+        raise DataFormatError(f"{source}: field task.options must map option names to string values, got {options!r}")
     for i, d in enumerate(record["datasets"]):
         for key in ("name", "version", "content_sha256"):
             if not isinstance(d, dict) or not isinstance(d.get(key), str):

@@ -19,34 +19,41 @@ from neuroharness.errors import DataFormatError, IncomparableResultsError
 
 def _comparability_key(record: dict) -> tuple:
     t = record["task"]
-    return (t["name"], t["version"], tuple((d["name"], d["version"], d["content_sha256"]) for d in record["datasets"]))
+    return (t["name"], t["version"], tuple((d["name"], d["version"], d["content_sha256"]) for d in record["datasets"]),
+            tuple(sorted(t.get("options", {}).items())))
 
 
 def _describe(key: tuple) -> str:
-    name, version, datasets = key
+    name, version, datasets, options = key
     ds = ", ".join(f"{n} {v} (sha256 {c[:12]})" for n, v, c in datasets)
-    return f"task {name} {version} on {ds}"
+    opts = "".join(f", {k}={v}" for k, v in options)
+    return f"task {name} {version}{opts} on {ds}"
 
 
-def build(records: list[tuple[Path, dict]], task: str | None = None) -> pd.DataFrame:
+def build(records: list[tuple[Path, dict]], task: str | None = None,
+          options: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per model: metric means and stds over seeds, sorted by the main score.
 
     ``records`` are ``(path, record)`` pairs as from :func:`records.read_records`;
-    ``task`` keeps only that task's records. Std is the sample std (ddof=1);
-    0 for a single seed.
+    ``task`` keeps only that task's records, ``options`` only records made with
+    those task options. Std is the sample std (ddof=1); 0 for a single seed.
     """
     if task is not None:
         records = [(p, r) for p, r in records if r["task"]["name"] == task]
+    if options:
+        records = [(p, r) for p, r in records
+                   if all(str(r["task"].get("options", {}).get(k)) == str(v) for k, v in options.items())]
     if not records:
-        raise DataFormatError(f"no result records{' for task ' + task if task else ''}")
+        opts = "".join(f" {k}={v}" for k, v in (options or {}).items())
+        raise DataFormatError(f"no result records{' for task ' + task if task else ''}{' with' + opts if opts else ''}")
     groups: dict[tuple, list[Path]] = {}
     for p, r in records:
         groups.setdefault(_comparability_key(r), []).append(p)
     if len(groups) > 1:
         lines = [f"  {_describe(k)}: {len(v)} record(s), e.g. {v[0]}" for k, v in groups.items()]
         raise IncomparableResultsError(
-            "refusing to rank records made on different task or dataset versions:\n" + "\n".join(lines)
-            + "\nkeep one set of records per results directory (or rerun the older ones)"
+            "refusing to rank records made on different task or dataset versions or task options:\n" + "\n".join(lines)
+            + "\nkeep one set of records per results directory (or rerun the older ones), or pick options with --option"
         )
     first = records[0][1]
     main, higher = first["task"]["main_metric"], first["task"].get("higher_is_better", True)
@@ -70,6 +77,7 @@ def build(records: list[tuple[Path, dict]], task: str | None = None) -> pd.DataF
     table.insert(0, "rank", range(1, len(table) + 1))
     table.attrs.update(task=first["task"]["name"], task_version=first["task"]["version"], main_metric=main,
                        headline_metrics=list(first["task"].get("headline_metrics", [])),
+                       options=dict(first["task"].get("options", {})),
                        datasets=[f"{d['name']} {d['version']}" for d in first["datasets"]])
     return table
 
@@ -97,7 +105,9 @@ def render(table: pd.DataFrame, fmt: str = "md", metrics: list[str] | None = Non
     metrics = sorted(metrics, key=lambda m: m != main)
     header = ["rank", "model", *[f"{m}{' (main)' if m == main else ''}" for m in metrics], "seeds", "params"]
     lines = [
-        f"Task {table.attrs.get('task')} v{table.attrs.get('task_version')} on {', '.join(table.attrs.get('datasets', []))}; "
+        f"Task {table.attrs.get('task')} v{table.attrs.get('task_version')}"
+        f"{''.join(f', {k}={v}' for k, v in table.attrs.get('options', {}).items())} "
+        f"on {', '.join(table.attrs.get('datasets', []))}; "
         "test split, mean ± std over seeds",
         "",
         "| " + " | ".join(header) + " |",

@@ -44,6 +44,17 @@ def _datasets(args) -> int:
     return 0
 
 
+def _options(args) -> dict[str, str]:
+    """``--option KEY=VALUE`` arguments as a dict."""
+    out = {}
+    for item in getattr(args, "option", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NeuroharnessError(f"--option {item!r}: expected KEY=VALUE, e.g. --option graph=BALBc_no1")
+        out[key] = value
+    return out
+
+
 def _tasks(args) -> int:
     from neuroharness.tasks import get_task, list_tasks
 
@@ -56,7 +67,7 @@ def _tasks(args) -> int:
     if args.action == "template":
         from neuroharness.tasks.submission import write_table
 
-        path = write_table(task.submission_template(args.split), args.out)
+        path = write_table(task.submission_template(args.split, **task.resolve_options(_options(args))), args.out)
         print(path)
         return 0
     card = task.card.to_dict()
@@ -70,6 +81,11 @@ def _tasks(args) -> int:
     print("metrics:")
     for m in task.card.metrics:
         print(f"  {m.name:<20} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
+    if task.card.options:
+        print("options:")
+        for key, opt in task.card.options.items():
+            choices = f"; one of {', '.join(opt.choices)}" if opt.choices else ""
+            print(f"  {key:<20} default {opt.default!r}{choices}; {opt.description}")
     print("models:")
     for name, m in task.models.items():
         print(f"  {name:<20} {m.description}")
@@ -87,7 +103,7 @@ def _run(args) -> int:
     for m in models:
         task.get_model(m)
     for m in models:
-        for p in run(args.task, m, args.seeds, args.out):
+        for p in run(args.task, m, args.seeds, args.out, options=_options(args)):
             print(p)
     return 0
 
@@ -121,7 +137,8 @@ def _metrics_table(metrics: dict) -> str:
 def _evaluate(args) -> int:
     from neuroharness.tasks import get_task
 
-    metrics = get_task(args.task).evaluate(args.predictions, split=args.split)
+    task = get_task(args.task)
+    metrics = task.evaluate(args.predictions, split=args.split, **task.resolve_options(_options(args)))
     text = json.dumps(metrics, indent=2)
     # grouped results (per subset, per sample) read better as a table; --json keeps the raw output
     print(text if args.json or not any("/" in k for k in metrics) else _metrics_table(metrics))
@@ -137,7 +154,7 @@ def _leaderboard(args) -> int:
 
     get_task(args.task)
     results = args.results or official_dir(args.task)
-    print(table.render(table.build(read_records(results), task=args.task), args.format), end="")
+    print(table.render(table.build(read_records(results), task=args.task, options=_options(args)), args.format), end="")
     return 0
 
 
@@ -151,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     # -q is accepted after the verb too; SUPPRESS keeps a top-level -q from being reset
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or status lines")
+    option = argparse.ArgumentParser(add_help=False)
+    option.add_argument("--option", action="append", metavar="KEY=VALUE",
+                        help="set a task option (see `tasks info TASK`); repeatable")
 
     d = sub.add_parser("datasets", parents=[quiet], help="list, describe and prepare datasets")
     dsub = d.add_subparsers(dest="action", required=True)
@@ -169,20 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
     ti = tsub.add_parser("info", parents=[quiet], help="the task card")
     ti.add_argument("name", metavar="TASK")
     ti.add_argument("--json", action="store_true", help="machine-readable card")
-    tt = tsub.add_parser("template", parents=[quiet], help="write the id columns a submission must cover")
+    tt = tsub.add_parser("template", parents=[quiet, option], help="write the id columns a submission must cover")
     tt.add_argument("name", metavar="TASK")
     tt.add_argument("out", metavar="OUT", help="output file: .parquet or .npz")
     tt.add_argument("--split", default="test", choices=["test", "val"])
     t.set_defaults(func=_tasks)
 
-    r = sub.add_parser("run", parents=[quiet], help="run registered models over seeds, one JSON record per run")
+    r = sub.add_parser("run", parents=[quiet, option], help="run registered models over seeds, one JSON record per run")
     r.add_argument("task", metavar="TASK")
     r.add_argument("--model", nargs="+", required=True, metavar="MODEL", help="model name(s), or 'all'")
     r.add_argument("--seeds", nargs="+", type=int, help="default: the task card's seeds")
     r.add_argument("--out", default="results", help="folder for the records (default: results)")
     r.set_defaults(func=_run)
 
-    e = sub.add_parser("evaluate", parents=[quiet], help="score a predictions file (npz, parquet or zarr)")
+    e = sub.add_parser("evaluate", parents=[quiet, option], help="score a predictions file (npz, parquet or zarr)")
     e.add_argument("task", metavar="TASK")
     e.add_argument("predictions", metavar="PREDICTIONS")
     e.add_argument("--split", default="test", choices=["test", "val"])
@@ -190,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON (default: a table when they are grouped)")
     e.set_defaults(func=_evaluate)
 
-    lb = sub.add_parser("leaderboard", parents=[quiet], help="aggregate records into mean ± std over seeds")
+    lb = sub.add_parser("leaderboard", parents=[quiet, option], help="aggregate records into mean ± std over seeds")
     lb.add_argument("task", metavar="TASK")
     lb.add_argument("--results", help="folder of records (default: the official baseline records)")
     lb.add_argument("--format", default="md", choices=["md", "csv", "json"])

@@ -1,7 +1,7 @@
 """Task registry: one module per task family, each registering its cards and baselines."""
 from __future__ import annotations
 
-from .base import TASKS, DatasetRef, MetricSpec, ModelSpec, Task, TaskCard, register_task
+from .base import TASKS, DatasetRef, MetricSpec, ModelSpec, Task, TaskCard, TaskOption, register_task
 
 
 def list_tasks() -> list[str]:
@@ -14,4 +14,4 @@ def get_task(name: str) -> Task:
     return TASKS.get(name)
 
 
-__all__ = ["TASKS", "DatasetRef", "MetricSpec", "ModelSpec", "Task", "TaskCard", "register_task", "list_tasks", "get_task"]
+__all__ = ["TASKS", "DatasetRef", "MetricSpec", "ModelSpec", "Task", "TaskCard", "TaskOption", "register_task", "list_tasks", "get_task"]

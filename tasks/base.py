@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from neuroharness.errors import SubmissionError, UnknownNameError
+from neuroharness.errors import NeuroharnessError, SubmissionError, UnknownNameError
 from neuroharness.registry import Registry
 
 TASKS: Registry["Task"] = Registry("task", "neuroharness.tasks")
@@ -37,6 +37,20 @@ class MetricSpec:
 
 
 @dataclass(frozen=True)
+class TaskOption:
+    """A named setting of a task (e.g. which graph it runs on).
+
+    Options are part of what makes records comparable: the runner writes the
+    resolved values into each record and leaderboards never rank records whose
+    options differ.
+    """
+
+    default: str
+    description: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class TaskCard:
     """Everything needed to state, reproduce and compare results on a task.
 
@@ -58,6 +72,7 @@ class TaskCard:
     chance: dict[str, str] = field(default_factory=dict)
     submission: str = ""
     references: tuple[str, ...] = ()
+    options: dict[str, TaskOption] = field(default_factory=dict)
 
     @property
     def higher_is_better(self) -> bool:
@@ -90,16 +105,34 @@ class Task:
     def name(self) -> str:
         return self.card.name
 
+    def resolve_options(self, given: dict[str, str] | None = None) -> dict[str, str]:
+        """Every option of the card: ``given`` values (validated) over the defaults."""
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(self.card.options))
+        if unknown:
+            valid = ", ".join(sorted(self.card.options)) or "none"
+            raise NeuroharnessError(f"task {self.name} has no option {unknown[0]!r}; valid options: {valid}")
+        out = {}
+        for key, opt in self.card.options.items():
+            value = str(given.get(key, opt.default))
+            if opt.choices is not None and value not in opt.choices:
+                raise NeuroharnessError(
+                    f"task {self.name} option {key}={value!r}: expected one of {', '.join(opt.choices)}")
+            out[key] = value
+        return out
+
     def get_model(self, name: str) -> ModelSpec:
         if name not in self.models:
             raise UnknownNameError("model", name, self.models)
         return self.models[name]
 
-    def evaluate(self, predictions, split: str = "test") -> dict[str, float]:
-        """Score predictions on ``split``; the result has a ``main_score`` key."""
+    def evaluate(self, predictions, split: str = "test", **options) -> dict[str, float]:
+        """Score predictions on ``split``; the result has a ``main_score`` key.
+
+        ``options`` are the card's options, already resolved (see :meth:`resolve_options`)."""
         raise SubmissionError(f"task {self.name} does not score prediction files yet; see its card's submission field")
 
-    def submission_template(self, split: str = "test"):
+    def submission_template(self, split: str = "test", **options):
         """A DataFrame of the id columns a submission must cover on ``split``."""
         raise SubmissionError(f"task {self.name} does not take prediction files yet; see its card's submission field")
 
@@ -107,6 +140,8 @@ class Task:
         """``{dataset name: content_sha256}`` of the stores this task reads."""
         raise NotImplementedError
 
-    def run_model(self, model_name: str, seed: int) -> dict:
-        """Fit model ``model_name`` with ``seed``; return metrics and model facts."""
+    def run_model(self, model_name: str, seed: int, **options) -> dict:
+        """Fit model ``model_name`` with ``seed``; return metrics and model facts.
+
+        ``options`` are the card's options, already resolved (see :meth:`resolve_options`)."""
         raise NotImplementedError

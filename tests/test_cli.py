@@ -99,6 +99,10 @@ def test_tasks_info_json(capsys):
         (["evaluate", "nope", "x.npz"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation"),
         (["run", TASK, "--model", "nope"],
          "unknown model 'nope'; valid models: chance, connectome-direct, connectome-multihop, gnn-link"),
+        (["run", TASK, "--model", "chance", "--option", "graph=g1"],
+         f"task {TASK} has no option 'graph'; valid options: none"),
+        (["run", TASK, "--model", "chance", "--option", "graph"],
+         "--option 'graph': expected KEY=VALUE, e.g. --option graph=BALBc_no1"),
     ],
 )
 def test_unknown_names_exit_2_and_list_valid_names(capsys, tmp_path, monkeypatch, argv, valid):

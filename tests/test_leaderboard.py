@@ -28,10 +28,13 @@ needs_celegans = pytest.mark.skipif(
 
 
 def make_record(model: str, seed: int, roc_auc: float, ap: float = 0.1, *, task: str = TASK, version: str = "1.0",
-                sha: str = SHA_A, higher_is_better: bool = True, n_parameters: int = 2) -> dict:
+                sha: str = SHA_A, higher_is_better: bool = True, n_parameters: int = 2, options: dict | None = None) -> dict:
+    t = {"name": task, "version": version, "main_metric": "roc_auc", "higher_is_better": higher_is_better}
+    if options is not None:
+        t["options"] = options
     return {
         "schema_version": SCHEMA_VERSION,
-        "task": {"name": task, "version": version, "main_metric": "roc_auc", "higher_is_better": higher_is_better},
+        "task": t,
         "datasets": [
             {"name": "celegans-funatlas", "version": "1.0", "content_sha256": sha},
             {"name": "celegans-connectome", "version": "1.0", "content_sha256": SHA_A},
@@ -213,6 +216,26 @@ def test_different_dataset_checksums_are_incomparable(results):
     assert "celegans-funatlas 1.0" in msg
 
 
+def test_different_task_options_are_incomparable_and_filterable(tmp_path):
+    out = tmp_path / "results"
+    for graph, roc in (("g1", 0.6), ("g2", 0.9)):
+        for seed in (0, 1):
+            write_record(make_record("m", seed, roc + 0.1 * seed, options={"graph": graph}), out)
+    # one file per (model, seed, options): the second graph did not overwrite the first
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{TASK}__m__seed{s}__graph={g}.json" for g in ("g1", "g2") for s in (0, 1))
+    with pytest.raises(IncomparableResultsError) as exc:
+        table.build(read_records(out))
+    msg = str(exc.value)
+    assert f"task {TASK} 1.0, graph=g1 on" in msg and f"task {TASK} 1.0, graph=g2 on" in msg
+    t = table.build(read_records(out), options={"graph": "g2"})
+    assert t["roc_auc_mean"].tolist() == pytest.approx([0.95])
+    assert t.attrs["options"] == {"graph": "g2"}
+    assert ", graph=g2 on celegans-funatlas" in table.render(t).splitlines()[0]
+    with pytest.raises(DataFormatError, match="no result records with graph=g3"):
+        table.build(read_records(out), options={"graph": "g3"})
+
+
 def test_duplicated_model_seed_is_refused(results):
     dup = results / "copy" / "again.json"
     dup.parent.mkdir()
@@ -284,7 +307,7 @@ def test_runner_writes_provenance_complete_records(runner_records):
         rec = json.loads(path.read_text())
         assert rec["schema_version"] == SCHEMA_VERSION
         assert rec["task"] == {"name": TASK, "version": task.card.version, "main_metric": "roc_auc", "higher_is_better": True,
-                               "headline_metrics": ["roc_auc", "average_precision", "spearman"]}
+                               "headline_metrics": ["roc_auc", "average_precision", "spearman"], "options": {}}
         assert [d["name"] for d in rec["datasets"]] == ["celegans-funatlas", "celegans-connectome"]
         for d in rec["datasets"]:
             assert d["version"] == "1.0"
