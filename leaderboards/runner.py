@@ -26,7 +26,7 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
     spec = task.get_model(model_name)  # fail on a bad name before any work
     options = task.resolve_options(options)
     seeds = list(task.card.seeds if seeds is None else seeds)
-    checksums = task.dataset_checksums()
+    checksums = task.dataset_checksums(**options)
     env = environment()
     paths = []
     for seed in seeds:

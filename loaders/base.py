@@ -51,9 +51,14 @@ class DatasetLoader:
     citation: ClassVar[str]
     homepage: ClassVar[str] = ""
     tree: ClassVar[bool] = False  # the store is an xarray.DataTree (groups), not one Dataset
+    parts: ClassVar[str] = ""  # what ``prepare(only=...)`` selects (e.g. "graph"); "" = no selectable parts
 
     def fetch(self, source: os.PathLike | str | None) -> tuple[dict[str, Path], str]:
-        """Return ``({raw name: local path}, origin)``; ``source`` overrides the default."""
+        """Return ``({raw name: local path}, origin)``; ``source`` overrides the default.
+
+        Loaders with :attr:`parts` take ``fetch(source, only=None)``: ``only`` is
+        the sorted list of the parts to fetch, or None for the default selection.
+        """
         raise NotImplementedError
 
     def build(self, files: dict[str, Path]) -> xr.Dataset:
@@ -88,27 +93,37 @@ class DatasetLoader:
     def store_path(self, version: str | None = None) -> Path:
         return cache.store_path(self.name, version or self.version)
 
-    def prepare(self, source: os.PathLike | str | None = None, force: bool = False) -> Path:
+    def prepare(self, source: os.PathLike | str | None = None, force: bool = False,
+                only: str | list[str] | None = None) -> Path:
         """Fetch, verify and homogenize into the cache; return the store path.
 
-        Idempotent: an existing store is reused unless ``force``. The store
-        appears atomically, so an interrupted run leaves nothing and can be
-        rerun.
+        ``only`` selects some of the dataset's :attr:`parts` (e.g. graphs); the
+        store records the selection (attribute ``only``, sorted). Idempotent: an
+        existing store is reused unless ``force``; one built from another
+        ``source`` than the one given, or (where ``source`` or ``only`` is given)
+        with another ``only``, is an error. The store appears atomically, so an
+        interrupted run leaves nothing and can be rerun.
         """
+        only = self._selection(only)
         path = self.store_path()
         with cache.lock(f"{self.name}-{self.version}"):
             if path.exists() and not force:
-                if source is not None:
-                    recorded = zarr.open_group(str(path), mode="r").attrs.get("source_argument")
-                    if recorded != str(source):
-                        raise NeuroharnessError(
-                            f"{path} was built from {recorded or 'the default source'}, not {source}; "
-                            "pass force=True (--force) to rebuild it"
-                        )
+                recorded = zarr.open_group(str(path), mode="r").attrs
+                if source is not None and recorded.get("source_argument") != str(source):
+                    raise NeuroharnessError(
+                        f"{path} was built from {recorded.get('source_argument') or 'the default source'}, not {source}; "
+                        "pass force=True (--force) to rebuild it"
+                    )
+                # an explicit source without ``only`` asks for its default selection (e.g. every part it holds)
+                if (source is not None or only is not None) and recorded.get("only") != only:
+                    built, wanted = ("the default selection" if s is None else f"only={s}" for s in (recorded.get("only"), only))
+                    raise NeuroharnessError(
+                        f"{path} was built with {built}, not {wanted}; pass force=True (--force) to rebuild it"
+                    )
                 return path
             cache.remove_stale_temps(path)
             status(f"[{self.name}] fetching raw files")
-            files, origin = self.fetch(source)
+            files, origin = self.fetch(source, only=only) if self.parts else self.fetch(source)
             status(f"[{self.name}] homogenizing {len(files)} raw files")
             tmp = cache.temp_sibling(path)
             try:
@@ -128,6 +143,7 @@ class DatasetLoader:
                     title=self.title,
                     source=origin,
                     source_argument=None if source is None else str(source),
+                    only=only,
                     license=self.license,
                     citation=self.citation,
                     harness_version=__version__,
@@ -144,6 +160,18 @@ class DatasetLoader:
                 raise
             status(f"[{self.name}] wrote {path}")
             return path
+
+    def _selection(self, only: str | list[str] | None) -> list[str] | None:
+        """``only`` as a sorted list without repeats; an error for loaders without :attr:`parts`."""
+        if only is None:
+            return None
+        names = sorted({only} if isinstance(only, str) else {str(x) for x in only})
+        if not self.parts:
+            raise NeuroharnessError(f"dataset {self.name} cannot be prepared in parts; only={names} (--only) applies "
+                                    "to datasets made of selectable parts, e.g. the graphs of vesselgraph")
+        if not names:
+            raise NeuroharnessError(f"dataset {self.name}: only=[] selects no {self.parts}; give at least one or None")
+        return names
 
     def open(self, version: str | None = None, source=None) -> xr.Dataset | xr.DataTree:
         """Open the store lazily (dask-backed), preparing it first if needed.

@@ -1,8 +1,13 @@
-"""Binary detection metrics: ROC-AUC and average precision.
+"""Classification metrics.
 
-Both take ``y_true`` (n,) in {0, 1} and ``y_score`` (n,) real-valued scores,
-higher meaning more likely positive; ties are handled as scikit-learn does
-(ROC-AUC counts a tied positive/negative pair as one half).
+Binary detection: ROC-AUC and average precision take ``y_true`` (n,) in
+{0, 1} and ``y_score`` (n,) real-valued scores, higher meaning more likely
+positive; ties are handled as scikit-learn does (ROC-AUC counts a tied
+positive/negative pair as one half).
+
+Multi-class labels: accuracy, balanced accuracy and per-class recall take
+``y_true`` and ``y_pred`` (n,) integer class labels (any integers; floats
+are accepted only when integral).
 """
 from __future__ import annotations
 
@@ -42,3 +47,39 @@ def positive_rate(y_true) -> float:
     if not np.isin(y, (0, 1)).all():
         raise ValueError("y_true: expected only 0 and 1")
     return float(y.mean())
+
+
+def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y = as_1d("y_true", y_true)
+    p = as_1d("y_pred", y_pred)
+    same_length(y_true=y, y_pred=p)
+    for name, a in (("y_true", y), ("y_pred", p)):
+        bad = np.flatnonzero(a != np.round(a))
+        if bad.size:
+            raise ValueError(f"{name}: expected integer class labels, found {a[bad[0]]} at index {bad[0]}")
+    return y.astype(np.int64), p.astype(np.int64)
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of samples whose predicted label equals the true label."""
+    y, p = _labels(y_true, y_pred)
+    return float((y == p).mean())
+
+
+def per_class_recall(y_true, y_pred) -> dict[int, float]:
+    """``{class: recall}`` for every class present in ``y_true`` (sorted): correct / support."""
+    y, p = _labels(y_true, y_pred)
+    classes, inv, support = np.unique(y, return_inverse=True, return_counts=True)
+    correct = np.bincount(inv, weights=(y == p), minlength=len(classes))
+    return {int(c): float(k / n) for c, k, n in zip(classes, correct, support)}
+
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    """Mean per-class recall over the classes PRESENT IN ``y_true``.
+
+    Predicted labels that never occur in ``y_true`` count as errors but add no
+    class to the mean (scikit-learn's ``balanced_accuracy_score`` convention,
+    ``adjusted=False``). Chance level for a constant or random prediction is
+    1 / (number of classes in ``y_true``).
+    """
+    return float(np.mean(list(per_class_recall(y_true, y_pred).values())))

@@ -12,7 +12,7 @@ from neuroharness.progress import set_quiet
 
 
 def _datasets(args) -> int:
-    from neuroharness.loaders import get_loader, list_datasets, prepare
+    from neuroharness.loaders import get_loader, list_datasets
 
     if args.action == "list":
         for name in list_datasets():
@@ -21,10 +21,11 @@ def _datasets(args) -> int:
             print(f"{name:<24} v{loader.version:<5} {state:<13} {loader.title}")
         return 0
     if args.action == "prepare":
-        if args.source and len(args.names) > 1:
-            raise NeuroharnessError(f"--source applies to one dataset; got {len(args.names)}: {', '.join(args.names)}")
+        for opt, value in (("--source", args.source), ("--only", args.only)):
+            if value and len(args.names) > 1:
+                raise NeuroharnessError(f"{opt} applies to one dataset; got {len(args.names)}: {', '.join(args.names)}")
         for name in args.names:
-            print(prepare(name, args.source, force=args.force))
+            print(get_loader(name).prepare(args.source, force=args.force, only=args.only))
         return 0
     # info
     for name in args.names:
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp = dsub.add_parser("prepare", parents=[quiet], help="fetch, verify and homogenize into the cache")
     dp.add_argument("names", nargs="+", metavar="NAME")
     dp.add_argument("--source", help="local copy (file or folder) or URL to use instead of the default source")
+    dp.add_argument("--only", nargs="+", metavar="PART",
+                    help="prepare only these parts of a dataset made of parts (vesselgraph: graph names, e.g. BALBc_no1)")
     dp.add_argument("--force", action="store_true", help="rebuild even if the store exists")
     d.set_defaults(func=_datasets)
 

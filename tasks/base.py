@@ -136,8 +136,8 @@ class Task:
         """A DataFrame of the id columns a submission must cover on ``split``."""
         raise SubmissionError(f"task {self.name} does not take prediction files yet; see its card's submission field")
 
-    def dataset_checksums(self) -> dict[str, str]:
-        """``{dataset name: content_sha256}`` of the stores this task reads."""
+    def dataset_checksums(self, **options) -> dict[str, str]:
+        """``{dataset name: content_sha256}`` of the stores this task reads (with these options)."""
         raise NotImplementedError
 
     def run_model(self, model_name: str, seed: int, **options) -> dict:

@@ -60,7 +60,7 @@ def test_datasets_list(capsys):
     assert main(["datasets", "list"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe"]
+    assert [line.split()[0] for line in lines] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe", "vesselgraph"]
     assert all(re.search(r" v1\.0 +(prepared|not prepared) ", line) for line in lines)
 
 
@@ -93,10 +93,10 @@ def test_tasks_info_json(capsys):
 @pytest.mark.parametrize(
     "argv, valid",
     [
-        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe"),
-        (["tasks", "info", "nope"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation"),
-        (["leaderboard", "nope"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation"),
-        (["evaluate", "nope", "x.npz"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation"),
+        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, vesselgraph"),
+        (["tasks", "info", "nope"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation, vesselgraph-link-prediction, vesselgraph-vessel-classification"),
+        (["leaderboard", "nope"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation, vesselgraph-link-prediction, vesselgraph-vessel-classification"),
+        (["evaluate", "nope", "x.npz"], f"unknown task 'nope'; valid tasks: celegans-forecast, {TASK}, fisbe-instance-segmentation, vesselgraph-link-prediction, vesselgraph-vessel-classification"),
         (["run", TASK, "--model", "nope"],
          "unknown model 'nope'; valid models: chance, connectome-direct, connectome-multihop, gnn-link"),
         (["run", TASK, "--model", "chance", "--option", "graph=g1"],
