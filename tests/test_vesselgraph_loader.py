@@ -133,8 +133,9 @@ def test_store_layout_and_exact_values(tmp_path, home, capsys):
     attrs = store_attrs()
     assert attrs["dataset"] == "vesselgraph" and attrs["dataset_version"] == "1.0" and attrs["only"] is None
     assert attrs["license"] == "CC BY-NC 4.0 (data); code MIT" and "arXiv:2108.13233" in attrs["citation"]
-    assert sorted(json.loads(attrs["raw_sha256"])) == [f"synthetic_graph_1/{FILE_ID}_{k}_processed.csv" for k in ("atlas", "edges", "nodes")]
-    assert json.loads(attrs["raw_sha256"])[f"synthetic_graph_1/{FILE_ID}_nodes_processed.csv"] == hashlib.sha256(NODES.encode()).hexdigest()
+    raw = json.loads(attrs["raw_sha256"])
+    assert sorted(raw) == [f"synthetic_graph_1/{FILE_ID}_{k}_processed.csv" for k in ("atlas", "edges", "nodes")]
+    assert raw[f"synthetic_graph_1/{FILE_ID}_nodes_processed.csv"] == hashlib.sha256(NODES.encode()).hexdigest()
     assert (path / ".zmetadata").exists()
 
     assert main(["datasets", "info", "vesselgraph"]) == 0
@@ -203,7 +204,8 @@ def test_graph_names_and_order(tmp_path, home):
 def test_same_graph_twice_is_an_error(tmp_path, home):
     write_toy(tmp_path / "src" / "a" / FILE_ID)
     (tmp_path / "src" / "synthetic_graph_1.zip").write_bytes(toy_zip("synthetic_graph_1", FILE_ID))
-    with pytest.raises(DataFormatError, match=r"graph synthetic_graph_1: found twice, at .*a/1_b_3_0/1_b_3_0_\*_processed.csv and .*synthetic_graph_1\.zip:"):
+    with pytest.raises(DataFormatError, match=r"graph synthetic_graph_1: found twice, at .*a/1_b_3_0/1_b_3_0_\*_processed.csv "
+                                              r"and .*synthetic_graph_1\.zip:"):
         get_loader("vesselgraph").prepare(tmp_path / "src")
     assert leftovers(home) == []
 
@@ -468,7 +470,8 @@ def test_download_mirror_first_and_unpinned_checksum_reported(http_server, home,
     attrs = store_attrs()
     assert attrs["source"].endswith(f"synthetic_graph_1.zip from {http_server.url('/mirror/synthetic_graph_1.zip')}")
     assert json.loads(attrs["raw_sha256"])["synthetic_graph_1/synthetic_graph_1.zip"] == hashlib.sha256(data).hexdigest()
-    assert "synthetic_graph_1.zip: no published sha256 to check; the sha256 computed from the download is recorded" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "synthetic_graph_1.zip: no published sha256 to check; the sha256 computed from the download is recorded" in err
 
 
 def test_download_url_source_fallbacks_and_bad_payloads(http_server, home, tmp_path, monkeypatch):
@@ -489,7 +492,8 @@ def test_download_url_source_fallbacks_and_bad_payloads(http_server, home, tmp_p
     monkeypatch.setenv(table.ENV_TABLE, str(user_table(tmp_path / "t.tsv", [{"graph": "BALBc_no1", "archive": "BALBc_no1.zip",
         "urls": " ".join(http_server.url(p) for p in ("/gone/BALBc_no1.zip", "/page/BALBc_no1.zip"))}])))
     with pytest.raises(DownloadError, match=r"could not download BALBc_no1\.zip: .*/gone/BALBc_no1\.zip: HTTP 404.*"
-                                            r"/page/BALBc_no1\.zip served b'<!DOCTYPE html>.*not a zip archive.*NEUROHARNESS_VESSELGRAPH_MIRROR"):
+                                            r"/page/BALBc_no1\.zip served b'<!DOCTYPE html>.*not a zip archive"
+                                            r".*NEUROHARNESS_VESSELGRAPH_MIRROR"):
         get_loader("vesselgraph").fetch(None)
     assert downloads(home) == ["synthetic_graph_1.zip"]
     with pytest.raises(NeuroharnessError, match=r"unknown VesselGraph graph\(s\) nope; the graph table names BALBc_no1, BALBc_no2"):
@@ -502,7 +506,8 @@ def test_graph_table(home, tmp_path, monkeypatch):
     assert list(t) == ["BALBc_no1", "BALBc_no2", "BALBc_no3", "C57BL_6_no1", "C57BL_6_no2", "C57BL_6_no3", "CD1-E_no1",
                        "CD1-E_no2", "CD1-E_no3", "C57BL_6-K18", "C57BL_6-K19", "C57BL_6-K20", "link_vessap_roi1",
                        "link_vessap_roi3", "node_vessap_roi1", "node_vessap_roi3"] + [f"synthetic_graph_{i}" for i in range(1, 6)]
-    assert [t[g].kind for g in ("BALBc_no1", "C57BL_6-K19", "node_vessap_roi3", "synthetic_graph_5")] == ["vessap", "kleinfeld", "roi", "synthetic"]
+    kinds = [t[g].kind for g in ("BALBc_no1", "C57BL_6-K19", "node_vessap_roi3", "synthetic_graph_5")]
+    assert kinds == ["vessap", "kleinfeld", "roi", "synthetic"]
     for g, e in t.items():
         assert e.archive == f"{g}.zip" and len(e.urls) == 1 and e.urls[0].startswith("https://syncandshare.lrz.de/dl/")
         assert e.urls[0].endswith(f"/{g}.zip") and e.sha256 is None and e.size is None  # nothing published to pin
