@@ -22,9 +22,12 @@ def get_loader(name: str) -> DatasetLoader:
     return DATASETS.get(name)
 
 
-def prepare(name: str, source: os.PathLike | str | None = None, force: bool = False) -> Path:
-    """Fetch, verify and homogenize dataset ``name``; return its store path."""
-    return get_loader(name).prepare(source, force=force)
+def prepare(name: str, source: os.PathLike | str | None = None, force: bool = False,
+            only: str | list[str] | None = None) -> Path:
+    """Fetch, verify and homogenize dataset ``name``; return its store path.
+
+    ``only`` selects parts of a dataset made of parts (the graphs of ``vesselgraph``)."""
+    return get_loader(name).prepare(source, force=force, only=only)
 
 
 def open_dataset(name: str, version: str | None = None) -> xr.Dataset | xr.DataTree:

@@ -15,11 +15,11 @@ def open_dataset(name: str, version: str | None = None):
     return _open(name, version)
 
 
-def prepare_dataset(name: str, source=None, force: bool = False):
-    """Fetch, verify and homogenize dataset ``name``; return the store path."""
+def prepare_dataset(name: str, source=None, force: bool = False, only=None):
+    """Fetch, verify and homogenize dataset ``name``; return the store path (``only``: parts, e.g. graphs)."""
     from neuroharness.loaders import prepare
 
-    return prepare(name, source, force=force)
+    return prepare(name, source, force=force, only=only)
 
 
 def list_datasets() -> list[str]:
