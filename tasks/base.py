@@ -121,6 +121,13 @@ class Task:
             out[key] = value
         return out
 
+    @staticmethod
+    def check_split(split: str) -> str:
+        """``split`` if it is a scored split ('test' or 'val'), else a :class:`SubmissionError`."""
+        if split not in ("test", "val"):
+            raise SubmissionError(f"split {split!r}: expected 'test' or 'val'")
+        return split
+
     def get_model(self, name: str) -> ModelSpec:
         if name not in self.models:
             raise UnknownNameError("model", name, self.models)

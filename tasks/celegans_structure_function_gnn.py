@@ -9,25 +9,11 @@ is kept. torch is imported lazily so that listing tasks stays fast.
 """
 from __future__ import annotations
 
-import contextlib
 
 import numpy as np
 
 from .celegans_structure_function import CONNECTOME_ANNOTATION, Inputs, Pairs
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread: multi-threaded scatter sums add in a varying
-    order, so only a single thread makes two runs with one seed bit-identical."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
+from .model_utils import single_thread
 
 NEURON_TYPES = ("sensory", "interneuron", "motor", "pharyngeal", "unknown")
 
@@ -86,7 +72,7 @@ class GNNLinkModel:
         return resp, stim, direct
 
     def fit(self, inputs: Inputs, train: Pairs, val: Pairs, seed: int):
-        with _one_thread():
+        with single_thread():
             return self._fit(inputs, train, val, seed)
 
     def _fit(self, inputs: Inputs, train: Pairs, val: Pairs, seed: int):
@@ -134,6 +120,6 @@ class GNNLinkModel:
         import torch
 
         self._net.eval()
-        with _one_thread(), torch.no_grad():
+        with single_thread(), torch.no_grad():
             out = self._net(self._x, self._edge_index, *self._tensors(pairs)).numpy().astype(np.float64)
         return {"score": out[:, 0], "amplitude": out[:, 1] * self._amp_std + self._amp_mean}

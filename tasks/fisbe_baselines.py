@@ -28,7 +28,6 @@ drops such predictions anyway).
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -478,16 +477,3 @@ class UNetEmbeddingModel:
         fg = prob > self.fg_threshold
         return instances_from_features(fg, lambda flat: np.stack([e.reshape(-1)[flat] for e in emb], 1),
                                        self.k0, self.merge_distance, self.seed, self.min_size)
-
-
-def describe(model) -> dict:
-    """Hyperparameters of a model for the record (plain values, tuned ones included)."""
-    out = {}
-    for k, v in vars(model).items():
-        if k.startswith("_") or k == "n_parameters":
-            continue
-        if isinstance(v, (bool, int, float, str)) or v is None:
-            out[k] = v if not isinstance(v, float) or math.isfinite(v) else None
-        elif isinstance(v, tuple) and all(isinstance(a, (int, float)) for a in v):
-            out[k] = list(v)
-    return out

@@ -425,14 +425,8 @@ class FisbeInstanceSegmentation(Task):
         """The samples a submission must cover on ``split``, with their subset and (Z, Y, X) shape."""
         data = self.load()
         ix = data.index
-        rows = ix[ix["split"] == self._check_split(split)]
+        rows = ix[ix["split"] == self.check_split(split)]
         return rows[["sample", "subset", "size_z", "size_y", "size_x"]].reset_index(drop=True)
-
-    @staticmethod
-    def _check_split(split: str) -> str:
-        if split not in ("test", "val"):
-            raise SubmissionError(f"split {split!r}: expected 'test' or 'val'")
-        return split
 
     def score_volume(self, data: StoreData, sample: str, pred: np.ndarray) -> dict:
         """evaluate_instances of one prediction against the sample's GT (partly mode for partly samples)."""
@@ -444,7 +438,7 @@ class FisbeInstanceSegmentation(Task):
     def evaluate(self, predictions, split: str = "test") -> dict:
         """Score a submission (path or ``{sample: array}``) on ``split`` ('test' or 'val')."""
         data = self.load()
-        expected = data.samples(self._check_split(split))
+        expected = data.samples(self.check_split(split))
         if not expected:
             raise SubmissionError(f"the prepared fisbe store holds no {split} samples")
         with PredictionFile(predictions) as pf:
@@ -474,7 +468,7 @@ class FisbeInstanceSegmentation(Task):
         ``hyperparameters`` override the registered ones (e.g. ``{"steps": 20000,
         "patch": 64}`` for ``unet-embedding`` on the real release).
         """
-        from .fisbe_baselines import describe
+        from .model_utils import describe
 
         spec = self.get_model(model_name)
         data = self.load()

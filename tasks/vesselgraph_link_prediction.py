@@ -24,7 +24,6 @@ graph); records on different graphs are never ranked together.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -48,6 +47,7 @@ from .base import (
     TaskOption,
     register_task,
 )
+from .model_utils import describe, single_thread
 
 TASK = "vesselgraph-link-prediction"
 VERSION = "1.0"
@@ -307,20 +307,6 @@ class NeighbourhoodHeuristic:
         return out
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Single-threaded torch: multi-threaded scatter sums add in a varying order, so only one thread
-    makes two runs with one seed bit-identical."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class _PairModel:
     """Shared training of a symmetric pair scorer: node embeddings h, logit = MLP([h_u * h_v, |h_u - h_v|]).
 
@@ -339,11 +325,11 @@ class _PairModel:
         self.best_val_roc_auc = float("nan")
 
     def fit(self, data: LinkData, seed: int):
-        with _one_thread():
+        with single_thread():
             return self._fit(data, seed)
 
     def score(self, data: LinkData, pairs: np.ndarray) -> np.ndarray:
-        with _one_thread():
+        with single_thread():
             return self._score(data, pairs)
 
     def _decoder(self):
@@ -517,11 +503,6 @@ def _heuristic(kind):
     return factory
 
 
-def _describe(model) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model).items()
-            if not k.startswith("_") and k != "n_parameters" and isinstance(v, (int, float, str, tuple, list))}
-
-
 # -- submissions ---------------------------------------------------------------------------------------
 def write_predictions(path, node1, node2, score) -> Path:
     """Write a submission table (``node1``, ``node2`` int64 CSV node ids, ``score`` float64) as .parquet or .npz."""
@@ -649,21 +630,13 @@ class VesselGraphLinkPrediction(Task):
 
     _cache: ClassVar[dict] = {}
 
-    @staticmethod
-    def _checksum(graph: str | None = None) -> str:
-        """content_sha256 of the prepared store (preparing only ``graph`` if there is no store; an error if
-        the store lacks ``graph``)."""
-        from neuroharness.loaders.vesselgraph import open_graph, open_vesselgraph
-
-        if graph is not None:
-            open_graph(graph)
-        return str(open_vesselgraph().attrs["content_sha256"])
-
     def load(self, graph: str) -> LinkSplit:
         """The split of ``graph``: from memory, else from the split cache, else built (and cached)."""
         from neuroharness.loaders import cache
 
-        checksum = self._checksum(graph)
+        from neuroharness.loaders.vesselgraph import content_sha256
+
+        checksum = content_sha256(graph)
         hit = self._cache.get((graph, checksum))
         if hit is not None:
             return hit
@@ -688,13 +661,9 @@ class VesselGraphLinkPrediction(Task):
         return split
 
     def dataset_checksums(self, graph: str | None = None) -> dict[str, str]:
-        return {"vesselgraph": self._checksum(graph)}
+        from neuroharness.loaders.vesselgraph import content_sha256
 
-    @staticmethod
-    def _check_split(split: str) -> str:
-        if split not in ("test", "val"):
-            raise SubmissionError(f"split {split!r}: expected 'test' or 'val'")
-        return split
+        return {"vesselgraph": content_sha256(graph)}
 
     def score(self, kind: np.ndarray, scores: np.ndarray) -> dict:
         """Metrics of ``scores`` for pairs of kinds ``kind`` (:data:`LABELS`)."""
@@ -723,18 +692,18 @@ class VesselGraphLinkPrediction(Task):
             result[s] = self.score(kind, model.score(data, pairs))
         wall = time.perf_counter() - t0
         return {"metrics": result["test"], "validation_metrics": result["val"], "n_parameters": int(model.n_parameters),
-                "hyperparameters": _describe(model), "fit_predict_seconds": wall}
+                "hyperparameters": describe(model), "fit_predict_seconds": wall}
 
     def submission_template(self, split: str = "test", *, graph: str = "BALBc_no1") -> pd.DataFrame:
         """The pairs a submission must score on ``split``: int64 CSV ids ``node1`` < ``node2``, sorted."""
         s = self.load(graph)
-        pairs, _ = s.scored(self._check_split(split))
+        pairs, _ = s.scored(self.check_split(split))
         csv = s.node_id[pairs]
         return pd.DataFrame({"node1": csv[:, 0], "node2": csv[:, 1]})
 
     def evaluate(self, predictions, split: str = "test", *, graph: str = "BALBc_no1") -> dict:
         """Score a submission (path to .parquet/.npz, or a DataFrame) on ``split`` of ``graph``."""
-        split = self._check_split(split)
+        split = self.check_split(split)
         source = "predictions" if isinstance(predictions, pd.DataFrame) else str(predictions)
         table = predictions if isinstance(predictions, pd.DataFrame) else submission.read_table(predictions)
         s = self.load(graph)

@@ -27,7 +27,6 @@ or fewer ``epochs`` through ``hyperparameters`` for whole brains.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
@@ -52,6 +51,7 @@ from .base import (
     TaskOption,
     register_task,
 )
+from .model_utils import describe, single_thread
 
 TASK = "vesselgraph-vessel-classification"
 THRESHOLDS = (5.0, 13.33)      # minRadiusAvg class boundaries (generate_ogbn_dataset_hard_inputs.py)
@@ -165,20 +165,6 @@ def class_weights(y: np.ndarray) -> np.ndarray:
 
 
 # -- models -----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _one_thread():
-    """Single-threaded torch: multi-threaded scatter sums add in a varying order, so only one
-    thread makes two runs with one seed bit-identical."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 class MajorityModel:
     """Predicts the most frequent training class for every vessel (1 parameter)."""
 
@@ -206,11 +192,11 @@ class _TorchClassifier:
         self.best_val_balanced_accuracy = float("nan")
 
     def fit(self, data: VesselData, seed: int):
-        with _one_thread():
+        with single_thread():
             return self._fit(data, seed)
 
     def predict(self, data: VesselData, idx: np.ndarray) -> np.ndarray:
-        with _one_thread():
+        with single_thread():
             return self._logits(data, np.asarray(idx, dtype=np.int64)).argmax(1).numpy().astype(np.int64)
 
     def _fit(self, data: VesselData, seed: int):
@@ -306,11 +292,6 @@ class GraphSAGEModel(_TorchClassifier):
         return layerwise_inference(self._net, self._x, self._graph, batch_size=65536, nodes=torch.as_tensor(idx))
 
 
-def _describe(model) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(model).items()
-            if not k.startswith("_") and k != "n_parameters" and isinstance(v, (int, float, str, tuple, list))}
-
-
 # -- task -------------------------------------------------------------------------------------
 @register_task
 class VesselGraphVesselClassification(Task):
@@ -387,17 +368,9 @@ class VesselGraphVesselClassification(Task):
         return data
 
     def dataset_checksums(self, graph: str | None = None) -> dict[str, str]:
-        from neuroharness.loaders.vesselgraph import open_graph, open_vesselgraph
+        from neuroharness.loaders.vesselgraph import content_sha256
 
-        if graph is not None:
-            open_graph(graph)  # prepares only this graph if there is no store; an error if the store lacks it
-        return {"vesselgraph": str(open_vesselgraph().attrs["content_sha256"])}
-
-    @staticmethod
-    def _check_split(split: str) -> str:
-        if split not in ("test", "val"):
-            raise SubmissionError(f"split {split!r}: expected 'test' or 'val'")
-        return split
+        return {"vesselgraph": content_sha256(graph)}
 
     def score(self, data: VesselData, idx: np.ndarray, pred: np.ndarray) -> dict:
         """Metrics of predicted labels ``pred`` for vessels ``idx`` (true labels from ``data``)."""
@@ -430,18 +403,18 @@ class VesselGraphVesselClassification(Task):
             "metrics": self.score(data, data.split["test"], preds["test"]),
             "validation_metrics": self.score(data, data.split["val"], preds["val"]),
             "n_parameters": int(model.n_parameters),
-            "hyperparameters": _describe(model),
+            "hyperparameters": describe(model),
             "fit_predict_seconds": wall,
         }
 
     def submission_template(self, split: str = "test", *, graph: str = "BALBc_no1") -> pd.DataFrame:
         """The vessels a submission must label on ``split``: column ``vessel`` (int64 CSV edge ids, ascending)."""
         data = self.load(graph)
-        return pd.DataFrame({"vessel": data.split[self._check_split(split)].astype(np.int64)})
+        return pd.DataFrame({"vessel": data.split[self.check_split(split)].astype(np.int64)})
 
     def evaluate(self, predictions, split: str = "test", *, graph: str = "BALBc_no1") -> dict:
         """Score a submission (path to .parquet/.npz, or a DataFrame) on ``split`` of ``graph``."""
-        split = self._check_split(split)
+        split = self.check_split(split)
         source = "predictions" if isinstance(predictions, pd.DataFrame) else str(predictions)
         table = predictions if isinstance(predictions, pd.DataFrame) else submission.read_table(predictions)
         data = self.load(graph)

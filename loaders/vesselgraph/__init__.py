@@ -184,6 +184,15 @@ def open_graph(graph: str, version: str | None = None) -> xr.Dataset:
     return tree[graph].to_dataset(inherit=False)
 
 
+def content_sha256(graph: str | None = None) -> str:
+    """``content_sha256`` of the prepared store, the checksum result records carry. With ``graph``,
+    :func:`open_graph` first: it prepares only that graph if there is no store, and a store
+    without it is an error."""
+    if graph is not None:
+        open_graph(graph)
+    return str(open_vesselgraph().attrs["content_sha256"])
+
+
 def open_vesselgraph(version: str | None = None, source: os.PathLike | str | None = None) -> xr.DataTree:
     """The whole store as a lazy ``xarray.DataTree`` (preparing it from ``source`` first if needed)."""
     return loader().open(version, source)
@@ -194,6 +203,7 @@ __all__ = [
     "ENV_MIRROR",
     "ENV_TABLE",
     "VesselGraphLoader",
+    "content_sha256",
     "graph_index",
     "graph_table",
     "local_files",
