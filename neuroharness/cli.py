@@ -60,9 +60,11 @@ def _tasks(args) -> int:
     from neuroharness.tasks import get_task, list_tasks
 
     if args.action == "list":
-        for name in list_tasks():
+        names = list_tasks()
+        width = max(map(len, names), default=0)
+        for name in names:
             t = get_task(name)
-            print(f"{name:<32} v{t.card.version:<5} {t.card.title}")
+            print(f"{name:<{width}}  v{t.card.version:<5} {t.card.title}")
         return 0
     task = get_task(args.name)
     if args.action == "template":

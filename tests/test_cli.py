@@ -68,6 +68,8 @@ def test_tasks_list(capsys):
     assert main(["tasks", "list"]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"^{TASK} +v1\.0 +Predict signal propagation", out, re.M)
+    # one column for the versions, however long the longest task name
+    assert len({line.index(" v1.0 ") for line in out.splitlines()}) == 1
 
 
 def test_tasks_info(capsys):
