@@ -125,10 +125,10 @@ class VesselData:
 
 def load_graph(graph: str) -> VesselData:
     """Read graph ``graph`` of the prepared store (preparing only it if there is no store)."""
-    from neuroharness.loaders.vesselgraph import open_graph, open_vesselgraph
+    from neuroharness.loaders.vesselgraph import content_sha256, open_graph
 
     ds = open_graph(graph)
-    checksum = str(open_vesselgraph().attrs.get("content_sha256"))
+    checksum = content_sha256()
     missing = [c for c in (*INPUTS, LABEL_COLUMN, "edge_index") if c not in ds.variables]
     if missing:
         raise NeuroharnessError(f"graph {graph} of the vesselgraph store has no variable(s) {missing}; "
