@@ -1,25 +1,60 @@
-"""Dataset loaders: one module per data source, registered by name.
+"""Dataset loaders: one package per data source, found by name through light dataset cards.
 
->>> from neuroharness.loaders import list_datasets, prepare, open_dataset
+>>> from neuroharness.loaders import list_datasets, get_card, prepare, open_dataset
+
+Every family folder (``celegans/``, ``fisbe/``, ``vesselgraph/``) holds a
+``cards.py`` defining ``CARDS``, a tuple of :class:`DatasetCard`. Listing
+datasets and reading their cards imports only those modules (no numpy,
+xarray or zarr); :func:`get_loader` imports a card's loader class when it is
+first needed. Adding a dataset means adding a family folder with a ``cards.py``.
 """
 from __future__ import annotations
 
+import importlib
 import os
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import xarray as xr
+from neuroharness.errors import NeuroharnessError
+from neuroharness.registry import Registry
 
-from .base import DATASETS, DatasetLoader, register_dataset
+from .card import DatasetCard, DatasetCardError
+
+if TYPE_CHECKING:  # heavy: imported on first use only
+    import xarray as xr
+
+    from .base import DatasetLoader, TreeLoader
+
+DATASETS: Registry[DatasetCard] = Registry("dataset", "neuroharness.loaders")
+_LOADERS: dict[str, "DatasetLoader"] = {}
+_LOCK = threading.Lock()
 
 
 def list_datasets() -> list[str]:
-    """Names of every registered dataset."""
+    """Names of every dataset whose card was found (sorted)."""
     return DATASETS.names()
 
 
-def get_loader(name: str) -> DatasetLoader:
-    """The loader of dataset ``name`` (``UnknownNameError`` lists valid names)."""
+def get_card(name: str) -> DatasetCard:
+    """The card of dataset ``name`` (``UnknownNameError`` lists valid names); imports nothing heavy."""
     return DATASETS.get(name)
+
+
+def get_loader(name: str) -> "DatasetLoader":
+    """The loader of dataset ``name``: its card's loader class, imported and instantiated once per name."""
+    card = get_card(name)
+    with _LOCK:
+        if name not in _LOADERS:
+            module, _, attr = card.loader.partition(":")
+            obj = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            if getattr(obj, "card", None) != card:
+                raise NeuroharnessError(f"dataset {name}: loader {card.loader} has card {getattr(obj, 'card', None)!r}, "
+                                        "expected the card registered under that name (set its class attribute card)")
+            _LOADERS[name] = obj()
+        return _LOADERS[name]
 
 
 def prepare(name: str, source: os.PathLike | str | None = None, force: bool = False,
@@ -30,10 +65,21 @@ def prepare(name: str, source: os.PathLike | str | None = None, force: bool = Fa
     return get_loader(name).prepare(source, force=force, only=only)
 
 
-def open_dataset(name: str, version: str | None = None) -> xr.Dataset | xr.DataTree:
-    """Open dataset ``name`` lazily from its Zarr store, preparing it if needed
-    (an ``xarray.DataTree`` for datasets stored as one group per part, e.g. ``fisbe``)."""
+def open_dataset(name: str, version: str | None = None) -> "xr.Dataset | xr.DataTree":
+    """Open dataset ``name`` lazily from its Zarr store, preparing it if needed: an
+    ``xarray.Dataset``, or an ``xarray.DataTree`` for datasets whose loader is a
+    :class:`TreeLoader` (one group per part, e.g. ``fisbe``)."""
     return get_loader(name).open(version)
 
 
-__all__ = ["DATASETS", "DatasetLoader", "register_dataset", "list_datasets", "get_loader", "prepare", "open_dataset"]
+def __getattr__(name: str):
+    # the base classes import numpy/xarray/zarr: load them only when asked for
+    if name in ("DatasetLoader", "TreeLoader"):
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DATASETS", "DatasetCard", "DatasetCardError", "DatasetLoader", "TreeLoader", "get_card", "get_loader",
+           "list_datasets", "open_dataset", "prepare"]

@@ -1,11 +1,21 @@
-"""The dataset loader base class: fetch raw files, homogenize, write one store."""
+"""The dataset loader base classes: fetch raw files, homogenize, write one checksummed store.
+
+- :class:`DatasetLoader`: a store that is one ``xarray.Dataset``.
+- :class:`TreeLoader`: a store of many differently shaped parts, one Zarr group
+  per part (samples, graphs), read as an ``xarray.DataTree``. Its checks and
+  checksums cover every group, and each top-level group (part) gets a checksum
+  of its own (store attribute ``parts_sha256``).
+
+A loader's facts (name, version, title, licence, ...) live in its
+:class:`~neuroharness.loaders.card.DatasetCard` (class attribute ``card``);
+the properties below read them from there.
+"""
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,49 +25,66 @@ import zarr
 
 from neuroharness import __version__
 from neuroharness.errors import DataFormatError, NeuroharnessError
-from neuroharness.progress import status
-from neuroharness.registry import Registry
+from neuroharness.progress import progress_bar, status
 
-from . import cache, fetch
+from . import cache, fetch, io
+from .card import DatasetCard
 
-DATASETS: Registry["DatasetLoader"] = Registry("dataset", "neuroharness.loaders")
-
-
-def register_dataset(cls):
-    """Class decorator: register a :class:`DatasetLoader` under ``cls.name``."""
-    DATASETS.register(cls.name, cls())
-    return cls
+BLOCK_BYTES = 64 << 20  # bytes read at a time by the checksums
 
 
 class DatasetLoader:
-    """One data source turned into one versioned, homogenized xarray store.
+    """One data source turned into one versioned, homogenized ``xarray.Dataset`` store.
 
-    Subclasses set the card fields and implement :meth:`fetch` (raw files,
-    verified) and :meth:`build` (raw files -> ``xarray.Dataset``). The base
-    class does caching, locking, provenance attributes and the atomic write.
-    Bump ``version`` whenever :meth:`build` would produce different content.
-
-    A loader whose data are many differently shaped parts sets ``tree = True``:
-    its :meth:`write` then writes a Zarr v2 hierarchy (one group per part), the
-    checks and the content checksum cover every group, and :meth:`open` returns
-    an ``xarray.DataTree``.
+    Subclasses set :attr:`card` and implement :meth:`fetch` (raw files,
+    verified) and :meth:`build` (raw files -> ``xarray.Dataset``) or
+    :meth:`write` (streaming). The base class does caching, locking,
+    provenance attributes, checks, the content checksum and the atomic write.
+    Bump the card's ``version`` whenever the store's content would change.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[str]
-    title: ClassVar[str]
-    description: ClassVar[str] = ""
-    license: ClassVar[str]
-    citation: ClassVar[str]
-    homepage: ClassVar[str] = ""
-    tree: ClassVar[bool] = False  # the store is an xarray.DataTree (groups), not one Dataset
-    parts: ClassVar[str] = ""  # what ``prepare(only=...)`` selects (e.g. "graph"); "" = no selectable parts
+    card: ClassVar[DatasetCard]
 
-    def fetch(self, source: os.PathLike | str | None) -> tuple[dict[str, Path], str]:
+    # -- the card's facts ------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    @property
+    def title(self) -> str:
+        return self.card.title
+
+    @property
+    def description(self) -> str:
+        return self.card.description
+
+    @property
+    def license(self) -> str:
+        return self.card.license
+
+    @property
+    def citation(self) -> str:
+        return self.card.citation
+
+    @property
+    def homepage(self) -> str:
+        return self.card.homepage
+
+    @property
+    def parts(self) -> str:
+        """What ``prepare(only=...)`` selects (e.g. ``"graph"``); ``""``: the dataset is prepared whole."""
+        return self.card.parts
+
+    # -- what a source implements ----------------------------------------------------------
+    def fetch(self, source: os.PathLike | str | None, only: list[str] | None = None) -> tuple[dict[str, Path], str]:
         """Return ``({raw name: local path}, origin)``; ``source`` overrides the default.
 
-        Loaders with :attr:`parts` take ``fetch(source, only=None)``: ``only`` is
-        the sorted list of the parts to fetch, or None for the default selection.
+        ``only`` is the sorted list of the :attr:`parts` to fetch, or None for
+        the default selection (always None for loaders without parts).
         """
         raise NotImplementedError
 
@@ -74,22 +101,11 @@ class DatasetLoader:
         """
         self.build(files).to_zarr(target, mode="w", consolidated=False, zarr_format=2)
 
-    def summary(self, ds: xr.Dataset | xr.DataTree) -> list[str]:
-        """Lines describing a prepared store (Dataset, or DataTree for ``tree`` loaders) for ``datasets info``."""
+    def summary(self, ds) -> list[str]:
+        """Lines describing a prepared store (what :meth:`open` returns) for ``datasets info``."""
         return []
 
-    def card(self) -> dict:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "title": self.title,
-            "description": " ".join(self.description.split()),
-            "license": self.license,
-            "citation": self.citation,
-            "homepage": self.homepage,
-        }
-
-    # -- machinery shared by every dataset ---------------------------------
+    # -- machinery shared by every dataset ----------------------------------------------------
     def store_path(self, version: str | None = None) -> Path:
         return cache.store_path(self.name, version or self.version)
 
@@ -108,35 +124,16 @@ class DatasetLoader:
         path = self.store_path()
         with cache.lock(f"{self.name}-{self.version}"):
             if path.exists() and not force:
-                recorded = zarr.open_group(str(path), mode="r").attrs
-                if source is not None and recorded.get("source_argument") != str(source):
-                    raise NeuroharnessError(
-                        f"{path} was built from {recorded.get('source_argument') or 'the default source'}, not {source}; "
-                        "pass force=True (--force) to rebuild it"
-                    )
-                # an explicit source without ``only`` asks for its default selection (e.g. every part it holds)
-                if (source is not None or only is not None) and recorded.get("only") != only:
-                    built, wanted = ("the default selection" if s is None else f"only={s}" for s in (recorded.get("only"), only))
-                    raise NeuroharnessError(
-                        f"{path} was built with {built}, not {wanted}; pass force=True (--force) to rebuild it"
-                    )
+                self._check_reuse(path, source, only)
                 return path
             cache.remove_stale_temps(path)
             status(f"[{self.name}] fetching raw files")
-            files, origin = self.fetch(source, only=only) if self.parts else self.fetch(source)
+            files, origin = self.fetch(source, only=only)
             status(f"[{self.name}] homogenizing {len(files)} raw files")
             tmp = cache.temp_sibling(path)
             try:
                 self.write(files, tmp)
-                if self.tree:
-                    # chunks=None: lazy arrays read by zarr directly, twice as fast as dask for the checksum
-                    ds = xr.open_datatree(tmp, engine="zarr", consolidated=False, chunks=None, zarr_format=2)
-                    check_tree(ds, self.name)
-                    checksum = tree_checksum(ds)
-                else:
-                    ds = xr.open_zarr(tmp, consolidated=False, chunks={})
-                    check_dataset(ds, self.name)
-                    checksum = content_checksum(ds)
+                checksums = self._check_and_checksum(tmp)
                 attrs = dict(
                     dataset=self.name,
                     dataset_version=self.version,
@@ -149,17 +146,36 @@ class DatasetLoader:
                     harness_version=__version__,
                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     raw_sha256=json.dumps({k: fetch.sha256_path(p) for k, p in sorted(files.items())}),
-                    content_sha256=checksum,
+                    **checksums,
                 )
                 group = zarr.open_group(str(tmp), mode="r+", zarr_format=2)
                 group.attrs.update(attrs)
                 zarr.consolidate_metadata(str(tmp), zarr_format=2)
                 cache.replace_dir(tmp, path)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                io.remove(tmp)
                 raise
             status(f"[{self.name}] wrote {path}")
             return path
+
+    def _check_reuse(self, path: Path, source, only: list[str] | None) -> None:
+        recorded = zarr.open_group(str(path), mode="r").attrs
+        if source is not None and recorded.get("source_argument") != str(source):
+            raise NeuroharnessError(
+                f"{path} was built from {recorded.get('source_argument') or 'the default source'}, not {source}; "
+                "pass force=True (--force) to rebuild it"
+            )
+        # an explicit source without ``only`` asks for its default selection (e.g. every part it holds)
+        if (source is not None or only is not None) and recorded.get("only") != only:
+            built, wanted = ("the default selection" if s is None else f"only={s}" for s in (recorded.get("only"), only))
+            raise NeuroharnessError(f"{path} was built with {built}, not {wanted}; pass force=True (--force) to rebuild it")
+
+    def _check_and_checksum(self, tmp: Path) -> dict[str, str]:
+        """Check the freshly written store and return its checksum attributes (``content_sha256``)."""
+        ds = xr.open_zarr(tmp, consolidated=False, chunks={})
+        check_dataset(ds, self.name)
+        with progress_bar(total=_nbytes([ds]), desc=f"[{self.name}] checksum", unit="B") as bar:
+            return {"content_sha256": content_checksum(ds, progress=bar)}
 
     def _selection(self, only: str | list[str] | None) -> list[str] | None:
         """``only`` as a sorted list without repeats; an error for loaders without :attr:`parts`."""
@@ -173,11 +189,8 @@ class DatasetLoader:
             raise NeuroharnessError(f"dataset {self.name}: only=[] selects no {self.parts}; give at least one or None")
         return names
 
-    def open(self, version: str | None = None, source=None) -> xr.Dataset | xr.DataTree:
-        """Open the store lazily (dask-backed), preparing it first if needed.
-
-        Returns an ``xarray.Dataset``, or an ``xarray.DataTree`` for ``tree`` loaders.
-        """
+    def ensure(self, version: str | None = None, source=None) -> Path:
+        """The store path of ``version``, preparing the current version from ``source`` first if it is missing."""
         version = version or self.version
         path = self.store_path(version)
         if not path.exists():
@@ -187,11 +200,74 @@ class DatasetLoader:
                     f"builds only version {self.version}"
                 )
             self.prepare(source)
-        if self.tree:
-            return xr.open_datatree(path, engine="zarr", chunks={}, consolidated=True)
-        return xr.open_zarr(path, chunks={}, consolidated=True)
+        return path
+
+    def open(self, version: str | None = None, source=None) -> xr.Dataset:
+        """Open the store lazily (dask-backed) as an ``xarray.Dataset``, preparing it first if needed."""
+        return xr.open_zarr(self.ensure(version, source), chunks={}, consolidated=True)
+
+    def root_attrs(self, version: str | None = None) -> dict:
+        """The store's root attributes from its consolidated metadata, without opening any array
+        (preparing the store first if needed)."""
+        return root_attrs(self.ensure(version))
+
+    def content_sha256(self, version: str | None = None) -> str:
+        """The store's ``content_sha256`` (the checksum result records carry), read from its metadata."""
+        attrs = self.root_attrs(version)
+        if "content_sha256" not in attrs:
+            raise DataFormatError(f"{self.store_path(version)}: root attributes lack 'content_sha256'; "
+                                  "expected a store written by DatasetLoader.prepare")
+        return str(attrs["content_sha256"])
 
 
+class TreeLoader(DatasetLoader):
+    """A dataset of many differently shaped parts: one Zarr v2 group per part, read as an ``xarray.DataTree``.
+
+    :meth:`write` writes the hierarchy; the checks cover every group, and
+    :meth:`prepare` records ``content_sha256`` (every group, see
+    :func:`tree_checksum`) and ``parts_sha256`` (a JSON object: each top-level
+    group's name -> :func:`content_checksum` of that group's own variables),
+    both from one read of the data.
+    """
+
+    def _check_and_checksum(self, tmp: Path) -> dict[str, str]:
+        # chunks=None: lazy arrays read by zarr directly, twice as fast as dask for the checksum
+        tree = xr.open_datatree(tmp, engine="zarr", consolidated=False, chunks=None, zarr_format=2)
+        check_tree(tree, self.name)
+        nodes = [node.to_dataset(inherit=False) for node in tree.subtree]
+        with progress_bar(total=_nbytes(nodes), desc=f"[{self.name}] checksum", unit="B") as bar:
+            content, parts = tree_checksums(tree, progress=bar)
+        return {"content_sha256": content, "parts_sha256": json.dumps(parts, sort_keys=True)}
+
+    def open(self, version: str | None = None, source=None) -> xr.DataTree:
+        """Open the store lazily (dask-backed) as an ``xarray.DataTree``, preparing it first if needed."""
+        return xr.open_datatree(self.ensure(version, source), engine="zarr", chunks={}, consolidated=True)
+
+    def part_checksums(self, version: str | None = None) -> dict[str, str]:
+        """``{part (top-level group name): sha256 of its content}`` of the store.
+
+        Read from the ``parts_sha256`` attribute of the consolidated root
+        metadata, without opening arrays. A store prepared before that attribute
+        existed gets the digests computed from its data (the store is not rewritten).
+        """
+        path = self.ensure(version)
+        attrs = root_attrs(path)
+        if "parts_sha256" in attrs:
+            return dict(json.loads(attrs["parts_sha256"]))
+        # tasks ask on every run; an old whole-brain store would be re-read each time without this memo
+        memo = self.__dict__.setdefault("_part_memo", {})
+        key = (str(path), attrs.get("content_sha256"))
+        if key not in memo:
+            status(f"[{self.name}] {path} has no parts_sha256 (prepared before it existed): computing it")
+            tree = xr.open_datatree(path, engine="zarr", consolidated=True, chunks=None)
+            nodes = [child.to_dataset(inherit=False) for child in tree.children.values()]
+            with progress_bar(total=_nbytes(nodes), desc=f"[{self.name}] part checksums", unit="B") as bar:
+                memo[key] = {name: content_checksum(child.to_dataset(inherit=False), progress=bar)
+                             for name, child in sorted(tree.children.items())}
+        return dict(memo[key])
+
+
+# -- checks ---------------------------------------------------------------------------------------
 def check_dataset(ds: xr.Dataset, name: str) -> None:
     """Every data variable carries ``units`` and ``long_name`` (CF style)."""
     for v in ds.data_vars:
@@ -206,43 +282,88 @@ def check_tree(tree: xr.DataTree, name: str) -> None:
         check_dataset(node.to_dataset(inherit=False), f"{name} group {node.path!r}")
 
 
-def tree_checksum(tree: xr.DataTree, block_bytes: int = 64 << 20) -> str:
-    """sha256 over every group of a DataTree: group paths in sorted order, each with
-    :func:`content_checksum` of the group's own variables (read block-wise)."""
-    h = hashlib.sha256()
-    nodes = {node.path: node for node in tree.subtree}
-    for path in sorted(nodes):
-        h.update(f"group|{path}|".encode())
-        _update_checksum(h, nodes[path].to_dataset(inherit=False), block_bytes)
-    return h.hexdigest()
+def root_attrs(path: os.PathLike | str) -> dict:
+    """Root attributes of a Zarr v2 store, from ``.zmetadata`` (consolidated) or ``.zattrs``; no array is opened."""
+    path = Path(path)
+    meta = path / ".zmetadata"
+    try:
+        if meta.is_file():
+            return dict(json.loads(meta.read_text())["metadata"].get(".zattrs", {}))
+        attrs = path / ".zattrs"
+        return dict(json.loads(attrs.read_text())) if attrs.is_file() else {}
+    except (ValueError, KeyError) as e:
+        raise DataFormatError(f"{meta}: not readable Zarr v2 consolidated metadata ({type(e).__name__}: {e})") from None
 
 
-def content_checksum(ds: xr.Dataset, block_bytes: int = 64 << 20) -> str:
+# -- checksums --------------------------------------------------------------------------------------
+def content_checksum(ds: xr.Dataset, block_bytes: int = BLOCK_BYTES, progress=None) -> str:
     """sha256 over names, dims, dtypes and bytes of every variable, in sorted order.
 
     Independent of chunking and of provenance attributes, so two stores with
     the same content have the same checksum wherever they were built. Reads
     large variables in slices along their first dim (``block_bytes`` each),
-    so it works on stores larger than memory.
+    so it works on stores larger than memory. ``progress``: a bar updated by bytes read.
     """
     h = hashlib.sha256()
-    _update_checksum(h, ds, block_bytes)
+    _update_checksum((h,), ds, block_bytes, progress)
     return h.hexdigest()
 
 
-def _update_checksum(h, ds: xr.Dataset, block_bytes: int) -> None:
+def tree_checksum(tree: xr.DataTree, block_bytes: int = BLOCK_BYTES, progress=None) -> str:
+    """sha256 over every group of a DataTree: group paths in sorted order, each with
+    :func:`content_checksum` of the group's own variables (read block-wise)."""
+    return tree_checksums(tree, block_bytes, progress)[0]
+
+
+def tree_checksums(tree: xr.DataTree, block_bytes: int = BLOCK_BYTES, progress=None) -> tuple[str, dict[str, str]]:
+    """``(tree_checksum, {top-level group name: content_checksum of its own variables})`` in one read.
+
+    Each block read is fed to the tree's hasher and to the hasher of the part
+    (top-level group) it belongs to; variables of the root and of deeper groups
+    count for the tree only.
+    """
+    h = hashlib.sha256()
+    parts: dict[str, str] = {}
+    nodes = {node.path: node for node in tree.subtree}
+    for path in sorted(nodes):
+        h.update(f"group|{path}|".encode())
+        ds = nodes[path].to_dataset(inherit=False)
+        if path.count("/") == 1 and path != "/":  # "/<part>"
+            hp = hashlib.sha256()
+            _update_checksum((h, hp), ds, block_bytes, progress)
+            parts[path[1:]] = hp.hexdigest()
+        else:
+            _update_checksum((h,), ds, block_bytes, progress)
+    return h.hexdigest(), dict(sorted(parts.items()))
+
+
+def _nbytes(datasets) -> int:
+    """Bytes the checksum of ``datasets`` reads (from metadata; for a progress bar's total)."""
+    return int(sum(var.dtype.itemsize * int(np.prod(var.shape, dtype=np.int64))
+                   for ds in datasets for var in ds.variables.values()))
+
+
+def _update_checksum(hashers, ds: xr.Dataset, block_bytes: int, progress=None) -> None:
+    def feed(data: bytes) -> None:
+        for h in hashers:
+            h.update(data)
+
     for name in sorted(map(str, ds.variables)):
         var = ds.variables[name]
-        h.update(f"{name}|{var.dims}|{var.dtype.str}|{var.shape}".encode())
+        feed(f"{name}|{var.dims}|{var.dtype.str}|{var.shape}".encode())
         if var.ndim == 0 or var.dtype.kind in "OUS":
             values = np.asarray(var.values)
             if values.dtype.kind in "OUS":
-                h.update("\x1f".join(map(str, values.ravel().tolist())).encode())
+                feed("\x1f".join(map(str, values.ravel().tolist())).encode())
             else:
-                h.update(np.ascontiguousarray(values).tobytes())
+                feed(np.ascontiguousarray(values).tobytes())
+            if progress is not None:
+                progress.update(var.dtype.itemsize * int(np.prod(var.shape, dtype=np.int64)))
             continue
         row_bytes = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
         step = max(1, block_bytes // row_bytes)
         for start in range(0, var.shape[0], step):
-            block = np.asarray(var[start : start + step].values)
-            h.update(np.ascontiguousarray(block).tobytes())
+            block = np.ascontiguousarray(np.asarray(var[start : start + step].values))
+            feed(block.tobytes())
+            if progress is not None:
+                progress.update(block.nbytes)

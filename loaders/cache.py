@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import uuid
 from pathlib import Path
 
 import filelock
 import platformdirs
+
+from .io import remove, replace_dir, temp_sibling  # noqa: F401  (replace_dir, temp_sibling: part of this module's API)
 
 
 def home() -> Path:
@@ -48,29 +48,8 @@ def lock(key: str, timeout: float = 3600):
         yield
 
 
-def temp_sibling(path: Path) -> Path:
-    """A unique temporary path next to ``path`` (same filesystem, so rename is atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished directory ``tmp`` to ``final``, replacing an old one.
-
-    The old store is first renamed aside, so a reader never sees a half-written
-    store; only the instant between the two renames has no store at all.
-    """
-    old = None
-    if final.exists():
-        old = temp_sibling(final)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def remove_stale_temps(final: Path) -> None:
     """Delete temp siblings that an interrupted write left behind."""
     if final.parent.exists():
         for p in final.parent.glob(f".{final.name}.tmp-*"):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            remove(p)

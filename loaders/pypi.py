@@ -19,7 +19,7 @@ from pathlib import Path
 
 from neuroharness.errors import ChecksumError, DataFormatError
 
-from . import cache, fetch
+from . import cache, fetch, io
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,9 @@ class WheelSource:
             for m in members:
                 if m not in names:
                     raise DataFormatError(f"{wheel}: wheel has no member {m!r}")
-                dest = dest_root / m
+                dest = dest_root / io.safe_member(m, wheel, "relative paths inside the wheel")
                 if not dest.exists() or fetch.sha256_file(dest) != self.files.get(m, ""):
-                    tmp = cache.temp_sibling(dest)
-                    with zf.open(m) as src, open(tmp, "wb") as dst:
-                        while block := src.read(fetch.CHUNK):
-                            dst.write(block)
-                    os.replace(tmp, dest)
+                    with zf.open(m) as src:
+                        io.copy_stream_atomic(src, dest, fetch.CHUNK)
                 out[m] = dest
         return out

@@ -16,6 +16,7 @@ import xarray as xr
 from neuroharness.errors import ChecksumError, DataFormatError, DownloadError
 from neuroharness.loaders import cache, fetch, pypi
 from neuroharness.loaders.base import DatasetLoader
+from neuroharness.loaders.card import DatasetCard
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, not a multiple of the chunk size
 
@@ -354,16 +355,13 @@ def test_funatlas_prepare_via_local_download(http_server, home, tmp_path, monkey
 class TinyLoader(DatasetLoader):
     """A self-contained loader (not registered) exercising the base-class write path."""
 
-    name = "test-tiny"
-    version = "1.0"
-    title = "tiny test dataset"
-    license = "CC0"
-    citation = "none"
+    card = DatasetCard(name="test-tiny", version="1.0", title="tiny test dataset", description="five numbers",
+                       license="CC0", citation="none", loader="tests:TinyLoader")
 
     def __init__(self, raw: Path):
         self.raw = raw
 
-    def fetch(self, source):
+    def fetch(self, source, only=None):
         return {"raw.txt": self.raw}, f"local file {self.raw}"
 
     def build(self, files):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import functools
 import re
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @functools.lru_cache(maxsize=1)
@@ -21,6 +23,8 @@ def neurons() -> pd.DataFrame:
     pharyngeal, unknown), ``x``, ``y``, ``z`` (atlas positions, arbitrary
     units; see ``scripts/build_neuron_table.py`` for sources).
     """
+    import pandas as pd  # here, not at module level: listing dataset cards must not import pandas
+
     with resources.files(__package__).joinpath("neurons.tsv").open() as fh:
         table = pd.read_csv(fh, sep="\t", dtype={"name": str, "class": str, "type": str}).set_index("name")
     return table

@@ -38,9 +38,9 @@ import zarr
 from neuroharness.errors import ChecksumError, DataFormatError
 from neuroharness.progress import progress_bar
 
-from .. import cache, fetch
-from ..base import DatasetLoader, register_dataset
-from . import activity_parquet, neuron_names
+from .. import cache, fetch, io
+from ..base import DatasetLoader
+from . import activity_parquet, cards, neuron_names
 
 SAMPLE_CHUNK = 1024
 HF_REVISION_ENV = "NEUROHARNESS_CELEGANS_ACTIVITY_REVISION"
@@ -100,10 +100,11 @@ def local_parquet(source: Path) -> dict[str, Path]:
 
 
 def _array(group, name, shape, chunks, dtype, fill, dims, attrs):
-    return group.create_array(
-        name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
-        compressors=numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
-        attributes={"_ARRAY_DIMENSIONS": list(dims), **attrs},
+    attrs = dict(attrs)
+    return io.create_array(
+        group, name, dims=dims, units=attrs.pop("units"), long_name=attrs.pop("long_name"), attrs=attrs,
+        shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+        compressor=numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
     )
 
 
@@ -181,21 +182,10 @@ def write_activity_store(files: dict[str, Path], target: Path) -> int:
     return len(ids)
 
 
-@register_dataset
 class CelegansActivity(DatasetLoader):
-    name = "celegans-activity"
-    version = "1.0"
-    title = "Homogenized C. elegans whole-brain calcium activity (Simeon et al. 2024)"
-    description = """About 900 worms from 12 imaging studies, resampled to dt = 0.333 s and stored as a
-    ragged array over samples with per-worm masks of labeled neurons on the 302 canonical neurons."""
-    license = "MIT (HuggingFace dataset card of qsimeon/celegans_neural_data); cite each source study"
-    citation = ("Simeon Q, Astrom H, Kashyap A, Kording KP, Boyden ES (2024) Homogenized C. elegans neural activity "
-                "and connectivity data. arXiv:2411.12091; and the 12 source studies (Kato 2015, Nichols 2017, Skora 2018, "
-                "Kaplan 2020, Nejatbakhsh 2020, Yemini 2021, Uzel 2022, Dag 2023, Leifer/Randi 2023, Lin 2023, "
-                "Flavell/Atanas 2023, Venkatachalam 2024)")
-    homepage = "https://huggingface.co/datasets/qsimeon/celegans_neural_data"
+    card = cards.ACTIVITY
 
-    def fetch(self, source):
+    def fetch(self, source, only=None):
         if source is not None:
             return local_parquet(Path(source)), f"local copy {source}"
         return download_hf()

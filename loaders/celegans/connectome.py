@@ -33,8 +33,8 @@ import xarray as xr
 from neuroharness.errors import DataFormatError
 
 from .. import pypi
-from ..base import DatasetLoader, register_dataset
-from . import canonical_name, neurons
+from ..base import DatasetLoader
+from . import canonical_name, cards, neurons
 
 CECT = pypi.WheelSource(
     package="cect",
@@ -318,20 +318,10 @@ def connectome_dataset(annotations: list[tuple[str, pd.DataFrame, set[str], dict
     return ds.chunk({"annotation": 1})  # one annotation per chunk: the unit models read
 
 
-@register_dataset
 class CelegansConnectome(DatasetLoader):
-    name = "celegans-connectome"
-    version = "1.0"
-    title = "C. elegans connectome annotations on one canonical neuron list"
-    description = """Chemical and gap-junction connectivity of the 302 hermaphrodite neurons from
-    14 EM annotations (White 1986 whole/N2U/JSH, Varshney 2011, Cook 2019 hermaphrodite,
-    Witvliet 2021 datasets 1-8 from L1 to adult, OpenWorm), as shipped in the cect 0.3.5 wheel.
-    Dims annotation x pre x post; NaN where an annotation does not cover a neuron."""
-    license = "source annotations: see each publication; cect is MIT-licensed (OpenWorm)"
-    citation = "; ".join(dict.fromkeys(a.reference for a in ANNOTATIONS)) + "; Gleeson et al., cect (OpenWorm ConnectomeToolbox)"
-    homepage = "https://github.com/openworm/ConnectomeToolbox"
+    card = cards.CONNECTOME
 
-    def fetch(self, source):
+    def fetch(self, source, only=None):
         if source is not None and _is_consensus(Path(source)):
             files = _consensus_files(Path(source))
             return files, f"consensus connectome CSV {source}"

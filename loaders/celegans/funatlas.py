@@ -29,8 +29,8 @@ import xarray as xr
 from neuroharness.errors import DataFormatError
 
 from .. import pypi
-from ..base import DatasetLoader, register_dataset
-from . import canonical_name, neurons
+from ..base import DatasetLoader
+from . import canonical_name, cards, neurons
 
 WORMNEUROATLAS = pypi.WheelSource(
     package="wormneuroatlas",
@@ -87,19 +87,10 @@ def read_funatlas(path: Path) -> xr.Dataset:
     return ds.chunk({"strain": 1})
 
 
-@register_dataset
 class CelegansFunatlas(DatasetLoader):
-    name = "celegans-funatlas"
-    version = "1.0"
-    title = "C. elegans signal-propagation atlas (Randi et al. 2023)"
-    description = """Responses of each neuron to optogenetic stimulation of each other neuron in
-    whole-brain imaging of wild-type and unc-31 worms: amplitude (dFF), significance (q, q_eq)
-    and observation counts (occ1), on the 302 canonical neurons. Dims strain x responding x stimulated."""
-    license = "wormneuroatlas 0.0.7.3 is distributed under GPL-3.0-or-later (wheel metadata); cite Randi et al. 2023 for the data"
-    citation = "Randi F, Sharma AK, Dvali S, Leifer AM (2023) Neural signal propagation atlas of Caenorhabditis elegans. Nature 623:406-414, doi:10.1038/s41586-023-06683-4"
-    homepage = "https://github.com/leiferlab/wormneuroatlas"
+    card = cards.FUNATLAS
 
-    def fetch(self, source):
+    def fetch(self, source, only=None):
         if source is not None and Path(source).is_file() and Path(source).suffix == ".h5":
             return {"funatlas.h5": Path(source)}, f"local file {source}"
         paths, origin = WORMNEUROATLAS.materialize(source)

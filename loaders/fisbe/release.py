@@ -15,12 +15,14 @@ import re
 import zipfile
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import zarr
 
 from neuroharness.errors import DataFormatError
+
+from .. import io
 
 SUBSETS = ("completely", "partly")
 SPLITS = ("train", "val", "test")
@@ -121,12 +123,8 @@ class SampleRef:
 
 
 def safe_member(name: str, archive: Path) -> str:
-    """Reject zip member names that would escape a directory if extracted (absolute, '..', drive)."""
-    p = PurePosixPath(name.replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
-        raise DataFormatError(f"{archive}: unsafe member name {name!r} (absolute or with '..'); expected "
-                              "relative paths like completely/train/<sample>.zarr/...")
-    return p.as_posix()
+    """``name`` as a POSIX path; zip member names that would escape a directory if extracted are an error."""
+    return io.safe_member(name, archive, "relative paths like completely/train/<sample>.zarr/...")
 
 
 def samples_in_tree(root: Path) -> list[SampleRef]:

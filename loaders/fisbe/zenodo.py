@@ -29,7 +29,7 @@ from pathlib import Path
 from neuroharness.errors import DownloadError
 from neuroharness.progress import status
 
-from .. import cache, fetch
+from .. import cache, fetch, io
 
 RECORD_ID = "10875063"
 DOI = "10.5281/zenodo.10875063"
@@ -129,9 +129,7 @@ def download_release(source: str | None = None) -> tuple[dict[str, Path], str]:
             raise
         status(f"[fisbe] {url} unreachable; using the saved record {saved}")
         record = json.loads(saved.read_text())
-    tmp = saved.with_name(saved.name + ".tmp")
-    tmp.write_text(json.dumps(record))
-    os.replace(tmp, saved)
+    io.write_text_atomic(saved, json.dumps(record))
     out = {}
     for f in select_files(record_files(record, base)):
         if "/" in f.key or f.key.startswith("."):

@@ -14,6 +14,8 @@ Store (Zarr v2, consolidated, read as an ``xarray.DataTree``)::
                 kind (str: vessap | kleinfeld | roi | synthetic | other),
                 n_nodes, n_edges (int64), has_atlas (bool)
         attrs   provenance (base class; ``only`` = the selection, or None for the default)
+                content_sha256 (every graph), parts_sha256 (JSON {graph: sha256 of that graph's group};
+                :func:`part_sha256`)
     /<graph>       dims node (N), edge (E), axis (3), endpoint (2), region (R, with an atlas)
         pos               (node, axis) float64   pos_x, pos_y, pos_z as in the CSV
         degree            (node) int32;  isAtSampleBorder (node) bool
@@ -35,167 +37,32 @@ thresholds in pixels; the VesSAP volumes are 3 um isotropic).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import importlib
 
-import numpy as np
-import pandas as pd
-import xarray as xr
-
-from neuroharness.errors import DataFormatError, NeuroharnessError
-
-from ..base import DatasetLoader, register_dataset
-from .download import ENV_MIRROR, download_graphs
-from .layout import GraphRef, graphs_in_dir, graphs_in_zip, unique
-from .pyg import to_pyg
-from .store import write_store
-from .table import ENV_TABLE, graph_order, graph_table
-
-DEFAULT_GRAPH = "BALBc_no1"  # = ogbl-vessel, the graph of the tasks' default option
+# public names -> the submodule defining them; imported on first use, so that importing this
+# package (e.g. to read its cards) imports neither numpy nor xarray
+_EXPORTS = {
+    **dict.fromkeys(("DEFAULT_GRAPH", "VesselGraphLoader", "content_sha256", "part_sha256", "graph_index",
+                     "local_files", "loader", "missing_graph_message", "open_graph", "open_vesselgraph",
+                     "store_path"), ".loader"),
+    "ENV_MIRROR": ".download", "download_graphs": ".download",
+    "ENV_TABLE": ".table", "graph_table": ".table", "graph_order": ".table",
+    "to_pyg": ".pyg",
+    "write_store": ".store",
+}
 
 
-def local_files(source: Path, only: list[str] | None = None) -> dict[str, Path]:
-    """Raw files of the graphs in a local copy: ``{"<graph>/<file name>": path}`` (a zip or the CSVs)."""
-    if not source.exists():
-        raise DataFormatError(f"VesselGraph source {source} does not exist; expected a folder with "
-                              "<file_id>_{nodes,edges}_processed.csv files (loose, in subfolders or in release zips) or one zip")
-    if source.is_file():
-        if source.suffix.lower() != ".zip":
-            raise DataFormatError(f"VesselGraph source {source} is a file but not a zip archive; expected a .zip or a folder")
-        refs = graphs_in_zip(source)
-    else:
-        refs = graphs_in_dir(source)
-    found = unique(refs)
-    if not found:
-        raise DataFormatError(f"VesselGraph source {source}: no graphs found; expected <file_id>_nodes_processed.csv "
-                              "with <file_id>_edges_processed.csv beside it (loose, in <file_id>/ or "
-                              "<graph>/<file_id>/ folders, or inside zips)")
-    if only is not None:
-        missing = [g for g in only if g not in found]
-        if missing:
-            raise DataFormatError(f"VesselGraph source {source}: no graph {', '.join(missing)}; it holds "
-                                  f"{', '.join(graph_order(found))}")
-        found = {g: found[g] for g in only}
-    files: dict[str, Path] = {}
-    for ref in found.values():
-        files.update(_raw_files(ref))
-    return files
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 
-def _raw_files(ref: GraphRef) -> dict[str, Path]:
-    if ref.nodes.member is not None:
-        return {f"{ref.name}/{ref.nodes.path.name}": ref.nodes.path}
-    return {f"{ref.name}/{f.path.name}": f.path for f in (ref.nodes, ref.edges, ref.atlas) if f is not None}
-
-
-@register_dataset
-class VesselGraphLoader(DatasetLoader):
-    name = "vesselgraph"
-    version = "1.0"
-    tree = True
-    parts = "graph"
-    title = "VesselGraph: whole-brain mouse vessel graphs (VesSAP brains, ROIs, synthetic graphs)"
-    description = """Spatial graphs of the mouse brain vasculature: nodes are vessel bifurcations and end points with
-    3D positions, edges are vessel segments with 17 numeric features (length, distance, curveness, volume, radii,
-    roundness, end-node degrees, ...). Nine VesSAP whole brains (BALBc, C57BL/6, CD1-E; millions of nodes each, with Allen atlas
-    regions), three Kleinfeld-lab graphs, ROI subgraphs and five synthetic graphs. One group per graph;
-    BALBc_no1 is the ogbl-vessel graph (3,538,495 nodes, 5,345,897 edges)."""
-    license = "CC BY-NC 4.0 (data); code MIT"
-    citation = ("Paetzold JC, McGinnis J, Shit S, Ezhov I, Büschl P, Prabhakar C, Todorov MI, Sekuboyina A, Kaissis G, "
-                "Ertürk A, Günnemann S, Menze BH (2021) Whole Brain Vessel Graphs: A Dataset and Benchmark for Graph "
-                "Learning and Neuroscience. NeurIPS 2021 Datasets and Benchmarks track, arXiv:2108.13233")
-    homepage = "https://github.com/jocpae/VesselGraph"
-
-    def fetch(self, source, only=None):
-        if source is None or str(source).startswith(("http://", "https://")):
-            return download_graphs(only or [DEFAULT_GRAPH], None if source is None else str(source))
-        path = Path(source).expanduser()
-        return local_files(path, only), f"local copy {path}"
-
-    def write(self, files, target):
-        write_store(files, target)
-
-    def summary(self, tree):
-        idx = graph_index(tree)
-        lines = [f"{'graph':<18} {'kind':<9} {'nodes':>11} {'edges':>11} {'isolated':>9} {'mean degree':>11}  atlas"]
-        for row in idx.itertuples():
-            attrs = tree[row.graph].attrs
-            mean = 2 * row.n_edges / row.n_nodes if row.n_nodes else float("nan")
-            atlas = f"yes ({attrs.get('n_regions', '?')} regions)" if row.has_atlas else "no"
-            lines.append(f"{row.graph:<18} {row.kind:<9} {row.n_nodes:>11,} {row.n_edges:>11,} "
-                         f"{attrs.get('n_isolated', -1):>9,} {mean:>11.3f}  {atlas}")
-        only = tree.attrs.get("only")
-        lines.append(f"selection: {'default' if only is None else 'only ' + ' '.join(only)}; "
-                     "mean degree = 2 * edges / nodes (isolated nodes included)")
-        return lines
-
-
-def loader() -> VesselGraphLoader:
-    from ..base import DATASETS
-
-    return DATASETS.get("vesselgraph")
-
-
-def store_path(version: str | None = None) -> Path:
-    """Path of the prepared store (it may not exist yet)."""
-    return loader().store_path(version)
-
-
-def graph_index(tree: xr.DataTree) -> pd.DataFrame:
-    """One row per graph: graph, file_id, kind, n_nodes, n_edges, has_atlas."""
-    root = tree.to_dataset(inherit=False)
-    return pd.DataFrame({
-        "graph": root["graph"].values.astype(str),
-        "file_id": root["file_id"].values.astype(str),
-        "kind": root["kind"].values.astype(str),
-        "n_nodes": root["n_nodes"].values.astype(np.int64),
-        "n_edges": root["n_edges"].values.astype(np.int64),
-        "has_atlas": root["has_atlas"].values.astype(bool),
-    })
-
-
-def missing_graph_message(graph: str, tree: xr.DataTree, path: Path) -> str:
-    """Why ``graph`` cannot be opened, and the command that prepares a store holding it."""
-    held = list(graph_index(tree)["graph"])
-    source = tree.attrs.get("source_argument")
-    want = graph_order(set(held) | {graph})
-    msg = (f"graph {graph!r} is not in the prepared vesselgraph store {path}, which holds {', '.join(held)}. "
-           f"Rebuild it with the graphs you need: neuroharness datasets prepare vesselgraph --only {' '.join(want)} --force"
-           + (f" --source DIR (a folder holding them all; this store was built from {source})" if source else ""))
-    if graph not in graph_table() and not source:
-        msg += f" (the graph table does not name {graph!r}: give --source with its files, or add it with ${ENV_TABLE})"
-    return msg
-
-
-def open_graph(graph: str, version: str | None = None) -> xr.Dataset:
-    """Group ``/<graph>`` of the store as a lazy Dataset (without the root's index coordinates).
-
-    Prepares the store with only this graph if there is none yet; a store
-    without the graph is an error naming the graphs it holds and the command
-    that adds it.
-    """
-    ld = loader()
-    path = ld.store_path(version)
-    if not path.exists() and (version is None or version == ld.version):
-        ld.prepare(only=[graph])
-    tree = ld.open(version)
-    if graph not in tree.children:
-        raise NeuroharnessError(missing_graph_message(graph, tree, path))
-    return tree[graph].to_dataset(inherit=False)
-
-
-def content_sha256(graph: str | None = None) -> str:
-    """``content_sha256`` of the prepared store, the checksum result records carry. With ``graph``,
-    :func:`open_graph` first: it prepares only that graph if there is no store, and a store
-    without it is an error."""
-    if graph is not None:
-        open_graph(graph)
-    return str(open_vesselgraph().attrs["content_sha256"])
-
-
-def open_vesselgraph(version: str | None = None, source: os.PathLike | str | None = None) -> xr.DataTree:
-    """The whole store as a lazy ``xarray.DataTree`` (preparing it from ``source`` first if needed)."""
-    return loader().open(version, source)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
 
 
 __all__ = [
@@ -209,6 +76,7 @@ __all__ = [
     "local_files",
     "open_graph",
     "open_vesselgraph",
+    "part_sha256",
     "store_path",
     "to_pyg",
 ]

@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 
 from neuroharness.errors import DataFormatError
 
+from .. import io
+
 from .table import NAME, graph_table
 
 SUFFIXES = {"nodes": "_nodes_processed.csv", "edges": "_edges_processed.csv", "atlas": "_atlas_processed.csv"}
@@ -109,11 +111,8 @@ def _graphs(paths: list[str], make_ref, root_name: str | None, where: str) -> li
 
 
 def safe_member(name: str, archive: Path) -> str:
-    """Reject zip member names that would escape a directory if extracted (absolute, '..', drive)."""
-    p = PurePosixPath(name.replace("\\", "/"))
-    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
-        raise DataFormatError(f"{archive}: unsafe member name {name!r} (absolute or with '..'); expected relative "
-                              "paths like <graph>/<file_id>/<file_id>_nodes_processed.csv")
+    """``name`` unchanged (as the zip stores it); names that would escape a directory if extracted are an error."""
+    io.safe_member(name, archive, "relative paths like <graph>/<file_id>/<file_id>_nodes_processed.csv")
     return name
 
 

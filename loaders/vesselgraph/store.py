@@ -17,6 +17,7 @@ import zarr
 from neuroharness.errors import DataFormatError
 from neuroharness.progress import progress_bar, status
 
+from .. import io
 from . import csv
 from .layout import SUFFIXES, FileRef, GraphRef, graphs_in_zip
 from .table import graph_order, kind_of
@@ -62,11 +63,9 @@ def graph_refs(files: dict[str, Path]) -> list[GraphRef]:
 def _array(group: zarr.Group, name: str, data: np.ndarray, dims: tuple[str, ...], attrs: dict) -> None:
     """Write ``data`` as a compressed zarr v2 array chunked by :data:`CHUNK_ROWS` rows."""
     chunks = (max(1, min(data.shape[0], CHUNK_ROWS)),) + tuple(max(1, s) for s in data.shape[1:])
-    # fill_value None: xarray would read a zarr v2 fill value as _FillValue and mask real 0s
-    arr = group.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype, fill_value=None,
-                             compressors=COMPRESSOR, attributes={"_ARRAY_DIMENSIONS": list(dims), **attrs})
-    if data.size:
-        arr[...] = data
+    attrs = dict(attrs)
+    io.create_array(group, name, dims=dims, units=attrs.pop("units", None), long_name=attrs.pop("long_name"),
+                    attrs=attrs, data=data, chunks=chunks, compressor=COMPRESSOR)
 
 
 def _meta(col: csv.Column) -> dict:

@@ -1,0 +1,68 @@
+"""Dataset cards: what a dataset is, without importing how it is built.
+
+A card holds the facts every dataset states once (name, version, title,
+description, licence, citation, homepage) and names its loader by import
+string (``"neuroharness.loaders.family.module:Class"``), so listing or
+describing datasets imports neither numpy nor xarray. Each family folder
+defines its cards in a light ``cards.py`` (``CARDS = (...)``); the loader
+class points at its card (``card = cards.X``) and reads every fact from it.
+
+This module imports only the standard library.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+class DatasetCardError(ValueError):
+    """A dataset card with a missing or malformed field (raised when the card is defined)."""
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """The description of one dataset version.
+
+    ``loader`` is the import string of its :class:`~neuroharness.loaders.base.DatasetLoader`
+    subclass; ``parts`` names what ``prepare(only=...)`` selects (e.g. ``"graph"``),
+    or ``""`` for a dataset that is prepared whole.
+    """
+
+    name: str
+    version: str
+    title: str
+    description: str
+    license: str
+    citation: str
+    homepage: str = ""
+    parts: str = ""
+    loader: str = field(kw_only=True)
+
+    def __post_init__(self):
+        for key in ("name", "version", "title", "description", "license", "citation", "loader"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value.strip():
+                raise DatasetCardError(f"dataset card {self.name!r}: field {key!r} is {value!r}, expected a non-empty string")
+        for key in ("homepage", "parts"):
+            if not isinstance(getattr(self, key), str):
+                raise DatasetCardError(f"dataset card {self.name!r}: field {key!r} is {getattr(self, key)!r}, expected a string")
+        if not NAME.fullmatch(self.name):
+            raise DatasetCardError(f"dataset card {self.name!r}: field 'name' is {self.name!r}, expected lower-case "
+                                   "letters, digits and '-' (e.g. 'celegans-connectome')")
+        module, sep, attr = self.loader.partition(":")
+        if not sep or not module or not attr:
+            raise DatasetCardError(f"dataset card {self.name!r}: field 'loader' is {self.loader!r}, expected an import "
+                                   "string 'package.module:Class'")
+
+    def to_dict(self) -> dict[str, str]:
+        """The card as a plain dict (description with its whitespace collapsed), for printing and JSON."""
+        out = asdict(self)
+        out["description"] = " ".join(self.description.split())
+        return out
+
+    def __call__(self) -> dict[str, str]:
+        # Transitional: ``loader.card()`` was a method returning this dict, and neuroharness/cli.py
+        # still calls it so. Remove once callers use ``get_card(name).to_dict()``.
+        return self.to_dict()

@@ -1,0 +1,23 @@
+"""Card of the FISBe dataset (standard library only: read by listings)."""
+from __future__ import annotations
+
+from ..card import DatasetCard
+
+FISBE = DatasetCard(
+    name="fisbe",
+    version="1.0",
+    title="FISBe: FlyLight Instance Segmentation Benchmark (3D multi-neuron light microscopy)",
+    description=(
+        "101 fruit-fly brain volumes (MCFO, 3 colour channels, 0.44 um isotropic, about 400 x 700 x 700 "
+        "voxels) with per-neuron instance masks that may overlap: 30 completely labeled (139 neurons) and 71 partly "
+        "labeled (451 neurons), split train/val/test 18/5/7 and 43/12/16. One group per sample."
+    ),
+    license="CC BY 4.0",
+    citation=("Mais L, Hirsch P, Managan C, Kandarpa R, Rumberger JL, Reinke A, Maier-Hein L, Ihrke G, Kainmueller D "
+              "(2024) FISBe: A real-world benchmark dataset for instance segmentation of long-range thin filamentous "
+              "structures. CVPR 2024, arXiv:2404.00130; data: Zenodo doi:10.5281/zenodo.10875063"),
+    homepage="https://kainmueller-lab.github.io/fisbe",
+    loader="neuroharness.loaders.fisbe.loader:FisbeLoader",
+)
+
+CARDS = (FISBE,)

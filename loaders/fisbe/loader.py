@@ -1,0 +1,68 @@
+"""The ``fisbe`` loader: source -> store (:mod:`.store`), and opening the store."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..base import TreeLoader
+from . import cards, zenodo
+from .release import SPLITS, SUBSETS
+from .store import local_release, write_store
+
+
+class FisbeLoader(TreeLoader):
+    card = cards.FISBE
+
+    def fetch(self, source, only=None):
+        if source is None or str(source).startswith(("http://", "https://")):
+            return zenodo.download_release(None if source is None else str(source))
+        path = Path(source).expanduser()
+        return local_release(path), f"local copy {path}"
+
+    def write(self, files, target):
+        write_store(files, target)
+
+    def summary(self, tree):
+        idx = sample_index(tree)
+        lines = [f"{'subset':<11} {'split':<6} {'samples':>7} {'neurons':>8}  {'median size (z, y, x)':>24}"]
+        for subset in SUBSETS:
+            for split in SPLITS:
+                m = idx[(idx.subset == subset) & (idx.split == split)]
+                if len(m):
+                    med = "x".join(str(int(np.median(m[f"size_{a}"]))) for a in "zyx")
+                    lines.append(f"{subset:<11} {split:<6} {len(m):>7} {int(m.n_instances.sum()):>8}  {med:>24}")
+        lines.append(f"{'total':<18} {len(idx):>7} {int(idx.n_instances.sum()):>8}")
+        lines.append(f"release: {tree.attrs.get('release_note', '?')}")
+        return lines
+
+
+def loader() -> FisbeLoader:
+    """The registered ``fisbe`` loader (one instance)."""
+    from .. import get_loader
+
+    return get_loader("fisbe")
+
+
+def store_path(version: str | None = None) -> Path:
+    """Path of the prepared store (it may not exist yet)."""
+    return loader().store_path(version)
+
+
+def open_fisbe(version: str | None = None, source: os.PathLike | str | None = None) -> xr.DataTree:
+    """The FISBe store as a lazy ``xarray.DataTree`` (preparing it from ``source`` first if needed)."""
+    return loader().open(version, source)
+
+
+def sample_index(tree: xr.DataTree) -> pd.DataFrame:
+    """One row per sample: sample, subset, split, n_instances, size_z, size_y, size_x."""
+    root = tree.to_dataset(inherit=False)
+    cols = ["subset", "split", "n_instances", "size_z", "size_y", "size_x"]
+    df = pd.DataFrame({"sample": root["sample"].values.astype(str),
+                       **{c: root[c].values for c in cols}})
+    df["subset"] = df["subset"].astype(str)
+    df["split"] = df["split"].astype(str)
+    return df
