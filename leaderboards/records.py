@@ -1,24 +1,36 @@
 """Result records: one JSON file per (task, model, seed), provenance-complete.
 
-Schema (``schema_version`` 1)::
+Schema (``schema_version`` 2)::
 
     {
-      "schema_version": 1,
-      "task": {"name": str, "version": str, "main_metric": str, "higher_is_better": bool},
-      "datasets": [{"name": str, "version": str, "content_sha256": str}, ...],
-      "model": {"name": str, "description": str, "n_parameters": int, "hyperparameters": {...}},
-      "seed": int,
+      "schema_version": 2,
+      "task": {"name": str, "version": str, "main_metric": str, "higher_is_better": bool,
+               "headline_metrics": [str], "options": {str: str}},
+      "datasets": [{"name": str, "version": str, "content_sha256": str,
+                    "parts": {part: sha256}}, ...],   # parts: only for datasets read in parts
       "split": "test",
+      "split_sha256": str,          # digest of the scored ids and their order
+      "model": {"name": str, "description": str, "n_parameters": int,
+                "hyperparameters": {...}, "fitted": {...}},
+      "seed": int,
       "metrics": {"main_score": float, ...},
       "validation_metrics": {...},
       "environment": {"harness_version": str, "git_commit": str | null, "python": str,
-                      "platform": str, "packages": {name: version}},
+                      "platform": str, "device": str, "threads": int, "torch_cuda": str | null,
+                      "cudnn": int | null, "packages": {name: version}},
       "wall_time_s": float,
       "created": ISO 8601 UTC
     }
+
+``content_sha256`` is the checksum of exactly what the task read: the whole
+store, or for a dataset read in parts (one graph of ``vesselgraph``) a digest
+of those parts' checksums (see :func:`parts_digest`), so that records on the
+same graph compare whatever else the store holds. Version 1 records (before
+``split_sha256``) are refused with a message saying how to remake them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -30,9 +42,10 @@ from pathlib import Path
 
 from neuroharness.errors import DataFormatError
 
-SCHEMA_VERSION = 1
-REQUIRED = ("schema_version", "task", "datasets", "model", "seed", "split", "metrics", "environment")
-PACKAGES = ("numpy", "scipy", "pandas", "xarray", "zarr", "scikit-learn", "torch", "torch-geometric", "h5py")
+SCHEMA_VERSION = 2
+REQUIRED = ("schema_version", "task", "datasets", "model", "seed", "split", "split_sha256", "metrics", "environment")
+PACKAGES = ("numpy", "scipy", "pandas", "xarray", "zarr", "numcodecs", "dask", "scikit-learn", "torch", "torch-geometric",
+            "numba", "h5py", "huggingface-hub")
 
 
 def git_commit() -> str | None:
@@ -50,6 +63,28 @@ def git_commit() -> str | None:
         return None
 
 
+def parts_digest(parts: dict[str, str]) -> str:
+    """One sha256 for the parts a task read: over ``name|sha256`` lines in sorted order."""
+    h = hashlib.sha256()
+    for name in sorted(parts):
+        h.update(f"{name}|{parts[name]}\n".encode())
+    return h.hexdigest()
+
+
+def compute_environment() -> dict:
+    """What decides numbers beyond the code: device, threads, torch's CUDA/cuDNN (only if torch is loaded)."""
+    out = {"device": platform.processor() or platform.machine(), "threads": os.cpu_count(), "torch_cuda": None,
+           "cudnn": None}
+    torch = sys.modules.get("torch")  # importing torch only to describe it would cost seconds
+    if torch is not None:
+        out["threads"] = torch.get_num_threads()
+        out["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            out["device"] = torch.cuda.get_device_name(0)
+            out["cudnn"] = torch.backends.cudnn.version()
+    return out
+
+
 def environment() -> dict:
     from neuroharness import __version__
 
@@ -64,6 +99,7 @@ def environment() -> dict:
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        **compute_environment(),
         "packages": versions,
     }
 
@@ -95,6 +131,12 @@ def validate_record(record: dict, source: str) -> dict:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
         raise DataFormatError(f"{source}: missing field(s) {missing}")
+    if record["schema_version"] == 1:
+        name = record.get("task", {}).get("name", "TASK") if isinstance(record.get("task"), dict) else "TASK"
+        model = record.get("model", {}).get("name", "MODEL") if isinstance(record.get("model"), dict) else "MODEL"
+        raise DataFormatError(
+            f"{source}: a schema_version 1 record (neuroharness 0.1): it has no split_sha256, so it cannot be compared "
+            f"with current records; remake it with `neuroharness run {name} --model {model} --seeds {record.get('seed')}`")
     if record["schema_version"] != SCHEMA_VERSION:
         raise DataFormatError(f"{source}: schema_version {record['schema_version']!r}, expected {SCHEMA_VERSION}")
     for key, kind in (("task", dict), ("datasets", list), ("model", dict), ("metrics", dict), ("environment", dict)):
@@ -110,6 +152,14 @@ def validate_record(record: dict, source: str) -> dict:
         for key in ("name", "version", "content_sha256"):
             if not isinstance(d, dict) or not isinstance(d.get(key), str):
                 raise DataFormatError(f"{source}: field datasets[{i}].{key} missing or not a string")
+        parts = d.get("parts")
+        if parts is not None:
+            if not isinstance(parts, dict) or not parts or not all(isinstance(v, str) for v in parts.values()):
+                raise DataFormatError(f"{source}: field datasets[{i}].parts must map part names to sha256 strings")
+            if parts_digest(parts) != d["content_sha256"]:
+                raise DataFormatError(f"{source}: field datasets[{i}].content_sha256 is not the digest of its parts")
+    if not isinstance(record["split_sha256"], str) or len(record["split_sha256"]) != 64:
+        raise DataFormatError(f"{source}: field split_sha256 = {record['split_sha256']!r}, expected 64 hex digits")
     if not isinstance(record["model"].get("name"), str):
         raise DataFormatError(f"{source}: field model.name missing or not a string")
     n_params = record["model"].get("n_parameters")

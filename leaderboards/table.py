@@ -1,8 +1,9 @@
 """Leaderboards: aggregate result records into mean ± std over seeds.
 
-Records are ranked together only if they agree on the task name and
-version and on every dataset's name, version and content checksum;
-otherwise :class:`IncomparableResultsError` says which records differ.
+Records are ranked together only if they agree on the task name, version
+and options, on every dataset's name, version and checksum of what was read,
+and on the digest of the scored ids (``split_sha256``); otherwise
+:class:`IncomparableResultsError` says which records differ.
 """
 from __future__ import annotations
 
@@ -20,14 +21,14 @@ from neuroharness.errors import DataFormatError, IncomparableResultsError
 def _comparability_key(record: dict) -> tuple:
     t = record["task"]
     return (t["name"], t["version"], tuple((d["name"], d["version"], d["content_sha256"]) for d in record["datasets"]),
-            tuple(sorted(t.get("options", {}).items())))
+            tuple(sorted(t.get("options", {}).items())), record["split_sha256"])
 
 
 def _describe(key: tuple) -> str:
-    name, version, datasets, options = key
+    name, version, datasets, options, split = key
     ds = ", ".join(f"{n} {v} (sha256 {c[:12]})" for n, v, c in datasets)
     opts = "".join(f", {k}={v}" for k, v in options)
-    return f"task {name} {version}{opts} on {ds}"
+    return f"task {name} {version}{opts} on {ds}, split sha256 {split[:12]}"
 
 
 def build(records: list[tuple[Path, dict]], task: str | None = None,
@@ -52,7 +53,7 @@ def build(records: list[tuple[Path, dict]], task: str | None = None,
     if len(groups) > 1:
         lines = [f"  {_describe(k)}: {len(v)} record(s), e.g. {v[0]}" for k, v in groups.items()]
         raise IncomparableResultsError(
-            "refusing to rank records made on different task or dataset versions or task options:\n" + "\n".join(lines)
+            "refusing to rank records made on different task or dataset versions, task options or splits:\n" + "\n".join(lines)
             + "\nkeep one set of records per results directory (or rerun the older ones), or pick options with --option"
         )
     first = records[0][1]

@@ -1,112 +1,107 @@
-"""Task cards and the task base class.
+"""The task template: one pipeline for every task family.
 
-A task pairs datasets with a fixed split, metrics, baselines and reference
-levels. The card is declarative (:class:`TaskCard`); the task object builds
-the split from the prepared stores, trains registered models and scores
-predictions.
+``run_model``: build the model (card hyperparameters, overrides on top) ->
+fit on the training view -> predict -> score -> :class:`RunResult`.
+``evaluate``: check the split -> read the submission through the shared
+checker -> score. A family implements only its data view and its scoring:
+
+- :meth:`Task.load` the data the task reads (targets included; cached per
+  options and store checksums by the base class),
+- :meth:`Task.ids` the scored items of a split, in order (a DataFrame of id
+  columns; the submission template, and the input of ``split_sha256``),
+- :meth:`Task.fit` / :meth:`Task.predict` adapters to the family's model
+  protocol (training views never hold test targets),
+- :meth:`Task.score` metrics of predictions on a split,
+- :meth:`Task.read_submission` a prediction file, through
+  :mod:`neuroharness.tasks.submission`,
+- :meth:`Task.dataset_checksums` the checksums of exactly what ``load`` read.
+
+Families whose predictions are too large to hold (streamed scoring)
+override :meth:`Task.score_model`.
 """
 from __future__ import annotations
 
-import dataclasses
+import hashlib
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from neuroharness.errors import NeuroharnessError, SubmissionError, UnknownNameError
-from neuroharness.registry import Registry
 
-TASKS: Registry["Task"] = Registry("task", "neuroharness.tasks")
+from .card import ModelSpec, TaskCard
+from .model_utils import describe
 
-
-def register_task(cls):
-    """Class decorator: register a :class:`Task` under ``cls.card.name``."""
-    TASKS.register(cls.card.name, cls())
-    return cls
+SCORED_SPLITS = ("test", "val")
 
 
 @dataclass(frozen=True)
-class DatasetRef:
-    name: str
-    version: str
+class RunResult:
+    """The outcome of one (model, seed) run.
 
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    higher_is_better: bool
-    description: str
-
-
-@dataclass(frozen=True)
-class TaskOption:
-    """A named setting of a task (e.g. which graph it runs on).
-
-    Options are part of what makes records comparable: the runner writes the
-    resolved values into each record and leaderboards never rank records whose
-    options differ.
+    ``hyperparameters`` are the settings the model was built with;
+    ``fitted`` are facts the fit chose (e.g. a tuned hop count), kept apart so
+    that two runs with equal hyperparameters compare as the same model.
     """
 
-    default: str
-    description: str
-    choices: tuple[str, ...] | None = None
+    metrics: dict[str, float]
+    validation_metrics: dict[str, float]
+    n_parameters: int
+    hyperparameters: dict
+    fitted: dict
+    split_sha256: str
+    fit_predict_seconds: float
 
 
-@dataclass(frozen=True)
-class TaskCard:
-    """Everything needed to state, reproduce and compare results on a task.
+def split_digest(ids) -> str:
+    """sha256 of a table of scored ids and their order: column names, dtypes and values.
 
-    Bump ``version`` whenever the split, targets or metrics change: records
-    of different versions are never ranked together.
+    ``ids`` is a DataFrame (one row per scored item). Values are hashed as
+    text for strings and as little-endian bytes for numbers, so the digest does
+    not depend on the platform.
     """
+    import numpy as np
 
-    name: str
-    version: str
-    title: str
-    description: str
-    datasets: tuple[DatasetRef, ...]
-    split: str
-    inputs: str
-    targets: str
-    metrics: tuple[MetricSpec, ...]
-    main_metric: str
-    seeds: tuple[int, ...] = (0, 1, 2)
-    chance: dict[str, str] = field(default_factory=dict)
-    submission: str = ""
-    references: tuple[str, ...] = ()
-    options: dict[str, TaskOption] = field(default_factory=dict)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return next(m.higher_is_better for m in self.metrics if m.name == self.main_metric)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered model: ``factory(**hyperparameters)`` builds an unfitted model."""
-
-    name: str
-    factory: Callable[..., Any]
-    description: str
-    hyperparameters: dict = field(default_factory=dict)
-
-    def build(self):
-        return self.factory(**self.hyperparameters)
+    h = hashlib.sha256(f"rows={len(ids)}".encode())
+    for col in ids.columns:
+        values = ids[col].to_numpy()
+        if values.dtype.kind in "iub":
+            h.update(f"|{col}|int64|".encode())
+            h.update(np.ascontiguousarray(values.astype("<i8")).tobytes())
+        elif values.dtype.kind == "f":
+            h.update(f"|{col}|float64|".encode())
+            h.update(np.ascontiguousarray(values.astype("<f8")).tobytes())
+        else:
+            h.update(f"|{col}|str|".encode())
+            h.update("\x1f".join(map(str, values.tolist())).encode())
+    return h.hexdigest()
 
 
 class Task:
-    """Base class: subclasses set ``card`` and implement the data/evaluate hooks."""
+    """Base class of every task; a subclass sets ``card`` and implements the family hooks."""
 
     card: ClassVar[TaskCard]
-    models: ClassVar[dict[str, ModelSpec]] = {}
+    #: How many data views to keep in memory (one per option set); large data sets keep one.
+    cache_size: ClassVar[int] = 2
+
+    def __init__(self):
+        self._cache: dict[tuple, Any] = {}
 
     @property
     def name(self) -> str:
         return self.card.name
 
-    def resolve_options(self, given: dict[str, str] | None = None) -> dict[str, str]:
-        """Every option of the card: ``given`` values (validated) over the defaults."""
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        return self.card.model_specs
+
+    def get_model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise UnknownNameError("model", name, self.models)
+        return self.models[name]
+
+    # -- options and splits ------------------------------------------------------
+    def resolve_options(self, given: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Every option of the card: ``given`` values (validated) over the card's defaults."""
         given = dict(given or {})
         unknown = sorted(set(given) - set(self.card.options))
         if unknown:
@@ -124,31 +119,130 @@ class Task:
     @staticmethod
     def check_split(split: str) -> str:
         """``split`` if it is a scored split ('test' or 'val'), else a :class:`SubmissionError`."""
-        if split not in ("test", "val"):
+        if split not in SCORED_SPLITS:
             raise SubmissionError(f"split {split!r}: expected 'test' or 'val'")
         return split
 
-    def get_model(self, name: str) -> ModelSpec:
-        if name not in self.models:
-            raise UnknownNameError("model", name, self.models)
-        return self.models[name]
+    # -- the data view, cached -----------------------------------------------------
+    def data(self, options: Mapping[str, str] | None = None):
+        """The family's data view for ``options`` (resolved), built once per options and store content."""
+        options = self.resolve_options(options)
+        key = (tuple(sorted(options.items())), self.cache_key(options))
+        if key not in self._cache:
+            while len(self._cache) >= max(1, self.cache_size):
+                self._cache.pop(next(iter(self._cache)))
+            data = self.load(options)
+            self._check_data(data, options)
+            self._cache[key] = data
+        return self._cache[key]
 
-    def evaluate(self, predictions, split: str = "test", **options) -> dict[str, float]:
-        """Score predictions on ``split``; the result has a ``main_score`` key.
+    def clear_cache(self) -> None:
+        """Forget the cached data views (they are also rebuilt whenever a store's checksum changes)."""
+        self._cache.clear()
 
-        ``options`` are the card's options, already resolved (see :meth:`resolve_options`)."""
+    def _check_data(self, data, options) -> None:
+        for split in SCORED_SPLITS:
+            if split == "val" and not self.has_validation:
+                continue
+            if len(self.ids(data, split)) == 0:
+                raise NeuroharnessError(
+                    f"task {self.name}{''.join(f' {k}={v}' for k, v in options.items())}: the {split} split is empty "
+                    f"on the prepared data ({self.describe_data(data)}); prepare a fuller store "
+                    f"(neuroharness datasets prepare {' '.join(d.name for d in self.card.datasets)} --force)")
+
+    has_validation: ClassVar[bool] = True
+
+    def cache_key(self, options: dict[str, str]) -> tuple:
+        """Something that changes when the stores change (default: their checksums)."""
+        return tuple(sorted(self.dataset_checksums(options).items()))
+
+    def describe_data(self, data) -> str:
+        """A short phrase about a data view for error messages."""
+        return "see `neuroharness datasets info`"
+
+    # -- family hooks --------------------------------------------------------------
+    def load(self, options: dict[str, str]):
+        """Read the stores and build the split; returns the family's data view."""
+        raise NotImplementedError
+
+    def dataset_checksums(self, options: dict[str, str]) -> dict[str, str]:
+        """``{dataset name: sha256}`` of exactly what :meth:`load` reads with ``options``."""
+        raise NotImplementedError
+
+    def dataset_parts(self, options: dict[str, str]) -> dict[str, dict[str, str]]:
+        """``{dataset name: {part: sha256}}`` for datasets read in parts (default: none)."""
+        return {}
+
+    def ids(self, data, split: str):
+        """DataFrame of the scored items of ``split`` in scoring order (id columns only)."""
+        raise NotImplementedError
+
+    def fit(self, model, data, seed: int):
+        """Fit ``model`` on the training view of ``data``; return the fitted model."""
+        raise NotImplementedError
+
+    def predict(self, model, data, split: str):
+        """Predictions of a fitted ``model`` for the items of ``split``, aligned with :meth:`ids`."""
+        raise NotImplementedError
+
+    def score(self, data, split: str, predictions) -> dict[str, float]:
+        """Metrics of ``predictions`` on ``split`` (without ``main_score``; the base adds it)."""
+        raise NotImplementedError
+
+    def score_model(self, model, data, split: str) -> dict[str, float]:
+        """Predict and score; override to stream predictions that do not fit in memory."""
+        return self.score(data, split, self.predict(model, data, split))
+
+    def read_submission(self, predictions, data, split: str):
+        """Read and check a submission against ``ids(data, split)``; return predictions for :meth:`score`."""
         raise SubmissionError(f"task {self.name} does not score prediction files yet; see its card's submission field")
 
-    def submission_template(self, split: str = "test", **options):
+    # -- the pipeline --------------------------------------------------------------
+    def _with_main(self, metrics: dict) -> dict:
+        main = self.card.main_metric
+        if main not in metrics:
+            raise NeuroharnessError(f"task {self.name}: scoring produced no {main!r} (the card's main metric); "
+                                    f"got {sorted(metrics)}")
+        return {**metrics, "main_score": metrics[main]}
+
+    def run_model(self, model_name: str, seed: int, options: Mapping[str, str] | None = None,
+                  hyperparameters: Mapping[str, Any] | None = None) -> RunResult:
+        """Build, fit and score model ``model_name`` with ``seed``.
+
+        ``options`` are the card's options (defaults from the card);
+        ``hyperparameters`` override the card's values for this model.
+        """
+        spec = self.get_model(model_name)
+        data = self.data(options)
+        model = spec.build(**dict(hyperparameters or {}))
+        built = describe(model)
+        t0 = time.perf_counter()
+        model = self.fit(model, data, int(seed))
+        metrics = self._with_main(self.score_model(model, data, "test"))
+        val = self._with_main(self.score_model(model, data, "val")) if self.has_validation else {}
+        wall = time.perf_counter() - t0
+        after = describe(model)
+        fitted = {k: v for k, v in after.items() if k not in built or built[k] != v}
+        return RunResult(
+            metrics=metrics, validation_metrics=val, n_parameters=int(getattr(model, "n_parameters", 0)),
+            hyperparameters=built, fitted=fitted, split_sha256=self.split_sha256(options),
+            fit_predict_seconds=wall)
+
+    def split_sha256(self, options: Mapping[str, str] | None = None, split: str = "test") -> str:
+        """Digest of the scored ids of ``split`` and their order (see :func:`split_digest`)."""
+        return split_digest(self.ids(self.data(options), self.check_split(split)))
+
+    def submission_template(self, split: str = "test", options: Mapping[str, str] | None = None):
         """A DataFrame of the id columns a submission must cover on ``split``."""
-        raise SubmissionError(f"task {self.name} does not take prediction files yet; see its card's submission field")
+        return self.ids(self.data(options), self.check_split(split)).reset_index(drop=True)
 
-    def dataset_checksums(self, **options) -> dict[str, str]:
-        """``{dataset name: content_sha256}`` of the stores this task reads (with these options)."""
-        raise NotImplementedError
+    def evaluate(self, predictions, split: str = "test", options: Mapping[str, str] | None = None) -> dict:
+        """Score a submission (a path, or the in-memory form the card names) on ``split``.
 
-    def run_model(self, model_name: str, seed: int, **options) -> dict:
-        """Fit model ``model_name`` with ``seed``; return metrics and model facts.
-
-        ``options`` are the card's options, already resolved (see :meth:`resolve_options`)."""
-        raise NotImplementedError
+        The result has a ``main_score`` key."""
+        split = self.check_split(split)
+        if split == "val" and not self.has_validation:
+            raise SubmissionError(f"task {self.name} has no validation split; use split='test'")
+        data = self.data(options)
+        preds = self.read_submission(predictions, data, split)
+        return self._with_main(self.score(data, split, preds))

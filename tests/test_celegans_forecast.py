@@ -1,4 +1,4 @@
-"""Forecast task: split rules, scoring by hand, baselines on a fixture-scale store."""
+"""Forecast task: split rules, scoring by hand, baselines on a fixture-scale store, small stores."""
 from __future__ import annotations
 
 import hashlib
@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 
 import neuroharness as nh
-from neuroharness.loaders import prepare
-from neuroharness.tasks.celegans_forecast import (
-    CONTEXT, EVAL_STRIDE, _Accumulator, build_splits, eval_windows, worm_splits,
+from neuroharness.cli import main
+from neuroharness.errors import NeuroharnessError, SubmissionError
+from neuroharness.loaders import get_loader, prepare
+from neuroharness.tasks.celegans import forecast
+from neuroharness.tasks.celegans.forecast import (
+    CONTEXT, EVAL_STRIDE, ForecastSplit, _Accumulator, build_splits, check_protocols, eval_windows, worm_splits,
 )
-from neuroharness.tasks.windows import RaggedActivity, Segment, WindowDataset
+from neuroharness.tasks.celegans.windows import RaggedActivity, Segment, WindowDataset
 from helpers import load_script
 
 
@@ -41,6 +44,10 @@ def test_accumulator_by_hand():
     assert m["worms/mse_h1"] == pytest.approx(0.25) and m["worms/naive_mse_h1"] == pytest.approx(1.0)
     assert m["worms/skill_h1"] == pytest.approx(0.75) and m["worms/skill_h10"] == pytest.approx(0.75)
     assert m["worms/skill_h1/S"] == pytest.approx(0.75)
+
+
+# naive metrics of the 14-worm fixture below, computed with the code before the task-template refactor
+NAIVE_BEFORE = {"worms/mse_h1": 0.015918676153645114, "time/mse_h10": 0.30477164838499626}
 
 
 def _fixture_module():
@@ -107,32 +114,142 @@ def test_eval_windows_stride(store):
 
 def test_naive_has_zero_skill_and_baselines_are_deterministic(store_path):
     task = nh.get_task("celegans-forecast")
-    r = task.run_model("naive", 0)["metrics"]
+    run = task.run_model("naive", 0)
+    r = run.metrics
     assert r["worms/skill_h1"] == 0 and r["time/skill_h10"] == 0 and r["main_score"] == 0
     assert r["worms/mse_h1"] == r["worms/naive_mse_h1"] > 0
     assert any(k.startswith("worms/skill_h1/") for k in r)  # per-source breakdown
+    assert run.validation_metrics == {} and run.n_parameters == 0 and run.hyperparameters == {} and run.fitted == {}
+    # the values the code before the task-template refactor gave on this fixture
+    assert r["worms/mse_h1"] == pytest.approx(NAIVE_BEFORE["worms/mse_h1"], rel=1e-12)
+    assert r["time/mse_h10"] == pytest.approx(NAIVE_BEFORE["time/mse_h10"], rel=1e-12)
     small = {"linear-ar": dict(n_windows=3000, iterations=20), "connectome-linear": dict(n_windows=3000, iterations=20), "lstm": dict(steps=20, hidden=16)}
     for name, kw in small.items():
-        spec = task.models[name]
-        task.models[name] = type(spec)(spec.name, spec.factory, spec.description, kw)
-        try:
-            a, b = task.run_model(name, 1), task.run_model(name, 1)
-            assert a["metrics"] == b["metrics"], name
-            assert a["n_parameters"] > 0
-            assert np.isfinite(list(a["metrics"].values())).all()
-        finally:
-            task.models[name] = spec
+        a, b = task.run_model(name, 1, hyperparameters=kw), task.run_model(name, 1, hyperparameters=kw)
+        assert a.metrics == b.metrics, name
+        assert a.n_parameters > 0
+        assert np.isfinite(list(a.metrics.values())).all()
+        assert {k: a.hyperparameters[k] for k in kw} == kw
 
 
 def test_connectome_linear_reads_only_partners(store_path):
-    from neuroharness.tasks.celegans_forecast import ConnectomeLinearModel
+    from neuroharness.tasks.celegans.forecast_baselines import ConnectomeLinearModel
 
     task = nh.get_task("celegans-forecast")
-    store, splits, connectome = task.load()
-    m = ConnectomeLinearModel(lags=1, n_windows=2000, iterations=10).fit(store, splits["time"], 0, connectome)
+    data = task.data()
+    connectome = data.connectome
+    m = ConnectomeLinearModel(lags=1, n_windows=2000, iterations=10).fit(
+        data.store, data.splits["time"].training_view(), 0, connectome)
     allowed = m._structure.T  # [input j, output i]
     assert (m._W[~allowed] == 0).all()
     assert m.n_parameters == int((m._W != 0).sum()) + 302
     cook = connectome.sel(annotation="cook_2019")
     i, j = 0, 5
     assert allowed[j, i] == bool(cook.chemical.values[j, i] > 0 or cook.gap_junction.values[i, j] > 0)
+
+
+def test_ids_are_the_scored_windows_in_order(store_path):
+    task = nh.get_task("celegans-forecast")
+    data = task.data()
+    ids = task.ids(data, "test")
+    assert list(ids.columns) == ["protocol", "worm", "start"] and ids["start"].dtype == np.int64
+    expected = []
+    for name in ("worms", "time"):
+        for seg, ctx, _, _ in eval_windows(data.store, data.splits[name].test):
+            starts = seg.lo + np.arange(0, seg.hi - seg.lo - CONTEXT - 10 + 1, EVAL_STRIDE)
+            assert len(starts) == len(ctx)
+            expected += [(name, str(data.store.worm_ids[seg.worm]), int(s)) for s in starts]
+    assert list(ids.itertuples(index=False, name=None)) == expected
+    assert set(ids.protocol) == {"worms", "time"}
+    assert task.submission_template().equals(ids)
+    with pytest.raises(SubmissionError, match="no scored 'val' split"):
+        task.ids(data, "val")
+
+
+def test_split_sha256_is_stable_and_follows_the_split(store_path, monkeypatch):
+    task = nh.get_task("celegans-forecast")
+    first = task.split_sha256()
+    assert first == task.split_sha256() == task.run_model("naive", 0).split_sha256
+    monkeypatch.setattr(forecast, "EVAL_STRIDE", EVAL_STRIDE + 1)
+    assert task.split_sha256() != first
+
+
+def test_fit_copies_the_model_per_protocol_on_training_views(store_path):
+    task = nh.get_task("celegans-forecast")
+    data = task.data()
+    seen = []
+
+    class Spy:
+        n_parameters = 0
+
+        def __init__(self):
+            self.size = 3
+
+        def fit(self, store, split, seed, connectome):
+            seen.append((split, seed))
+            self.n_parameters = self.size * (1 + len(seen))
+            return self
+
+    unfitted = Spy()
+    fitted = task.fit(unfitted, data, 5)
+    assert unfitted.n_parameters == 0  # the model passed in is left unfitted
+    assert set(fitted.models) == {"worms", "time"} and fitted.models["worms"] is not fitted.models["time"]
+    assert fitted.n_parameters == 9  # the largest of the two
+    assert [seed for _, seed in seen] == [5, 5]
+    assert all(split.test == [] and split.train for split, _ in seen)  # no test segment reaches the model
+
+
+class _Store:
+    """Just what check_protocols reads."""
+
+    def __init__(self, sources, lengths):
+        self.source = np.asarray(sources)
+        self.length = np.asarray(lengths)
+
+    def __len__(self):
+        return len(self.source)
+
+
+def test_check_protocols_names_sources_with_too_few_worms():
+    store = _Store(["A", "B", "C"], [1000, 1000, 1000])
+    splits = {"worms": ForecastSplit([Segment(w, 0, 1000) for w in range(3)], [], []),
+              "time": ForecastSplit([Segment(w, 0, 450) for w in range(3)], [], [Segment(w, 500, 1000) for w in range(3)])}
+    with pytest.raises(NeuroharnessError, match=r"protocol 'worms': no held-out test worm: a source needs at least 2 "
+                       r"worms .* every source of the celegans-activity store \(3 worms in 3 sources\) has fewer: "
+                       r"A \(1\), B \(1\), C \(1\); prepare a fuller store"):
+        check_protocols(store, splits)
+
+
+def test_check_protocols_needs_a_full_window():
+    store = _Store(["A", "A"], [300, 300])
+    short = {"worms": ForecastSplit([Segment(1, 0, 300)], [], [Segment(0, 0, 300)]),
+             "time": ForecastSplit([Segment(w, 0, 135) for w in range(2)], [], [Segment(w, 150, 300) for w in range(2)])}
+    check_protocols(store, {**short, "time": short["worms"]})  # a 300-sample test worm holds a 210-sample window
+    with pytest.raises(NeuroharnessError, match=r"protocol 'time': no test window .* the second half of every worm "
+                       r"has fewer than 210 samples .* worms need at least 420 samples; the longest second half has 150"):
+        check_protocols(store, short)
+    tiny = {"worms": ForecastSplit([Segment(1, 0, 300)], [], [Segment(0, 0, 100)]), "time": short["worms"]}
+    with pytest.raises(NeuroharnessError, match=r"protocol 'worms': no test window .* every held-out test worm \(1\) "
+                       r"has fewer than 210 samples \(context 200 \+ horizon 10\); the longest has 100"):
+        check_protocols(store, tiny)
+
+
+def test_run_on_a_store_of_one_worm_per_source_fails_clearly(tmp_path, monkeypatch, capsys):
+    """One worm per source leaves no held-out test worm: the CLI says so instead of a KeyError traceback."""
+    connectome = get_loader("celegans-connectome").ensure()  # in the session's cache (downloaded once)
+    home = tmp_path / "home"
+    (home / "datasets" / "celegans-connectome").mkdir(parents=True)
+    (home / "datasets" / "celegans-connectome" / connectome.name).symlink_to(connectome)
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(home))
+    raw = tmp_path / "raw"
+    fixture = _fixture_module()
+    assert set(fixture.worm_counts(12).values()) == {1}
+    fixture.write_activity_fixture(raw, n_worms=12, seed=1, max_len=1400)
+    prepare("celegans-activity", source=raw)
+    capsys.readouterr()
+    assert main(["run", "celegans-forecast", "--model", "naive", "--seeds", "0", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: task celegans-forecast, split protocol 'worms': no held-out test worm")
+    assert "12 worms in 12 sources" in err and "Dag2023 (1)" in err and "Lin2023 (1)" in err
+    assert "prepare a fuller store" in err and "KeyError" not in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

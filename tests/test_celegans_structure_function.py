@@ -8,7 +8,8 @@ import pytest
 
 import neuroharness as nh
 from neuroharness.errors import UnknownNameError
-from neuroharness.tasks.celegans_structure_function import MultiHopModel, split_of
+from neuroharness.tasks.celegans.structure_function import split_of
+from neuroharness.tasks.celegans.structure_function_baselines import MultiHopModel
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("cect") is None or importlib.util.find_spec("wormneuroatlas") is None,
@@ -23,7 +24,8 @@ def task():
 
 @pytest.fixture(scope="module")
 def data(task):
-    return task.load()
+    d = task.data()
+    return d.inputs, d.splits
 
 
 def test_split_sizes(data):
@@ -85,12 +87,13 @@ def test_multihop_one_hop_is_the_normalized_adjacency(data):
 def test_same_seed_same_metrics(task, model):
     a = task.run_model(model, seed=1)
     b = task.run_model(model, seed=1)
-    assert a["metrics"] == b["metrics"]
-    assert a["metrics"]["n_pairs"] == 6385 and a["metrics"]["main_score"] == a["metrics"]["roc_auc"]
+    assert a.metrics == b.metrics and a.validation_metrics == b.validation_metrics
+    assert a.metrics["n_pairs"] == 6385 and a.metrics["main_score"] == a.metrics["roc_auc"]
+    assert a.split_sha256 == b.split_sha256
 
 
 def test_baselines_beat_chance_in_order(task):
-    auc = {m: task.run_model(m, seed=0)["metrics"]["roc_auc"] for m in ["chance", "connectome-direct", "connectome-multihop"]}
+    auc = {m: task.run_model(m, seed=0).metrics["roc_auc"] for m in ["chance", "connectome-direct", "connectome-multihop"]}
     assert abs(auc["chance"] - 0.5) < 0.03
     assert auc["connectome-direct"] > 0.55 and auc["connectome-multihop"] > auc["connectome-direct"]
 
@@ -98,3 +101,25 @@ def test_baselines_beat_chance_in_order(task):
 def test_unknown_model_lists_valid(task):
     with pytest.raises(UnknownNameError, match="valid models: chance, connectome-direct, connectome-multihop, gnn-link"):
         task.get_model("transformer")
+
+
+def test_fitted_facts_are_kept_apart_from_hyperparameters(task):
+    r = task.run_model("connectome-multihop", seed=0)
+    assert r.hyperparameters == {"annotation": "cook_2019", "hops": [1, 2, 3, 4], "alphas": [0.25, 0.5, 0.75, 1.0]}
+    assert set(r.fitted) == {"K", "alpha"} and r.fitted["K"] in (1, 2, 3, 4)
+    assert r.n_parameters == 4
+
+
+def test_hyperparameter_overrides_reach_the_model(task):
+    r = task.run_model("connectome-multihop", seed=0, hyperparameters={"hops": [2], "alphas": [0.5]})
+    assert r.hyperparameters["hops"] == [2] and r.fitted == {"K": 2, "alpha": 0.5}
+
+
+def test_split_sha256_digests_the_scored_pairs_in_order(task):
+    from neuroharness.tasks.base import split_digest
+
+    ids = task.submission_template("test")
+    assert task.split_sha256() == split_digest(ids) == task.run_model("chance", seed=0).split_sha256
+    assert split_digest(ids.iloc[::-1]) != split_digest(ids)  # order matters
+    assert split_digest(ids.iloc[1:]) != split_digest(ids)
+    assert task.split_sha256(split="val") != task.split_sha256()

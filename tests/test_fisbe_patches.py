@@ -1,10 +1,10 @@
-"""The FISBe patch sampler (tasks/patches.py) on a tiny store in the homogenized layout."""
+"""The FISBe patch sampler (tasks/fisbe/patches.py) on a tiny store in the homogenized layout."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import zarr
-from neuroharness.tasks.patches import (
+from neuroharness.tasks.fisbe.patches import (
     PatchDataset,
     channel_percentiles,
     foreground_coords,

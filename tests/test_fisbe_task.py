@@ -5,15 +5,17 @@ A synthetic release (scripts/make_fisbe_fixture.py: one volume of 64 x 128 x
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import zipfile
 
 import numpy as np
 import pytest
 import zarr
 from helpers import load_script
 from neuroharness.tasks import get_task
-from neuroharness.tasks.fisbe_instance_segmentation import (
+from neuroharness.tasks.fisbe.instance_segmentation import (
     REFERENCE_ROWS,
     StoreData,
     aggregate,
@@ -81,7 +83,7 @@ def data(tmp_path_factory):
     raw = tmp_path_factory.mktemp("fisbe_task_raw")
     load_script("make_fisbe_fixture").write_release(raw, n_per_split=1, shape=(64, 128, 128), n_neurons=4, seed=0)
     prepare("fisbe", source=raw, force=True)
-    return get_task(TASK).load()
+    return get_task(TASK).data()
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +142,10 @@ def test_bad_submissions(data, test_ids, tmp_path, case):
     preds = {s: np.zeros(data.shape(s), np.uint16) for s in test_ids}
     if case == "unknown":
         preds["R00X00-nope"] = preds[a]
-        msg = f"array 'R00X00-nope' is not a test sample of the prepared store; expected one array per sample: {a}, {b}"
+        msg = f"'R00X00-nope' is not one of the test samples of the prepared store; expected one entry per sample: {a}, {b}"
     elif case == "missing":
         del preds[b]
-        msg = f"no array for 1 of 2 test samples: {b}"
+        msg = f"no entry for 1 of 2 test samples: {b}"
     elif case == "shape":
         preds[b] = np.zeros((64, 128, 127), np.uint16)
         msg = rf"array '{b}' \(sample {b}\) has shape \(64, 128, 127\); expected the raw volume's \(Z, Y, X\) = \(64, 128, 128\)"
@@ -223,23 +225,110 @@ def test_cli_prints_every_metric_per_sample(data, test_ids, tmp_path, capsys):
 def test_threshold_cluster_end_to_end(data):
     task = get_task(TASK)
     res = task.run_model("threshold-cluster", 0)
-    m = res["metrics"]
+    m = res.metrics
     assert all(isinstance(v, (int, float)) and math.isfinite(v) for v in m.values())
     for k in ("S", "avF1", "C", "tp", "FS", "FM", "completely/S", "partly/S"):
         assert k in m
     assert m["main_score"] == m["S"] == pytest.approx((m["completely/S"] + m["partly/S"]) / 2)
     assert m["S"] > 0.3  # colour clustering separates most synthetic neurons
-    hp = res["hyperparameters"]
-    assert hp["threshold"] in hp["threshold_grid"] and hp["merge_distance"] in hp["merge_grid"]
-    assert res["n_parameters"] == 2
-    json.dumps(res)  # record-ready
+    hp, fitted = res.hyperparameters, res.fitted
+    assert hp["threshold"] is None and hp["merge_distance"] is None  # as built: tuned by fit
+    assert fitted["threshold"] in hp["threshold_grid"] and fitted["merge_distance"] in hp["merge_grid"]
+    assert res.n_parameters == 2
+    assert res.split_sha256 == task.split_sha256()
+    val = res.validation_metrics
+    assert val["main_score"] == val["S"] and all(isinstance(v, (int, float)) and math.isfinite(v) for v in val.values())
+    json.dumps(dataclasses.asdict(res))  # record-ready
     again = task.run_model("threshold-cluster", 0)
-    assert again["metrics"] == m  # seeded
+    assert again.metrics == m and again.fitted == fitted  # seeded
 
 
 def test_unet_embedding_end_to_end(data):
     res = get_task(TASK).run_model("unet-embedding", 0, hyperparameters={"steps": 20, "patch": 32, "batch_size": 1})
-    m = res["metrics"]
+    m = res.metrics
     assert 0 <= m["S"] <= 1 and m["n_gt"] == 8
-    assert 5_000 < res["n_parameters"] < 100_000
-    assert res["hyperparameters"]["steps"] == 20
+    assert 5_000 < res.n_parameters < 100_000
+    assert res.hyperparameters["steps"] == 20
+
+
+# -- the task template: light imports, split checks, split digest, training view ------------------
+def test_listing_and_task_module_import_neither_torch_nor_baselines():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from neuroharness.tasks import get_card\n"
+            "card = get_card('fisbe-instance-segmentation')\n"
+            "assert card.description.startswith('Given a three-colour') and card.split.startswith('as released'), card\n"
+            "assert not [m for m in sys.modules if m.startswith(('torch', 'numba', 'numpy'))], 'listing'\n"
+            "import neuroharness.tasks.fisbe.instance_segmentation\n"
+            "heavy = [m for m in ('torch', 'numba', 'neuroharness.tasks.fisbe.baselines') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    for flags in ([], ["-OO"]):  # card texts are literals, not slices of __doc__
+        r = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def test_models_built_from_import_strings():
+    from neuroharness.tasks.fisbe.baselines import ThresholdClusterModel, UNetEmbeddingModel
+
+    task = get_task(TASK)
+    assert isinstance(task.get_model("threshold-cluster").build(), ThresholdClusterModel)
+    m = task.get_model("unet-embedding").build(steps=3)
+    assert isinstance(m, UNetEmbeddingModel) and m.steps == 3
+
+
+def test_ids_and_split_sha256(data, test_ids):
+    from neuroharness.tasks.base import split_digest
+
+    task = get_task(TASK)
+    ids = task.ids(data, "test")
+    assert list(ids.columns) == ["sample", "subset", "size_z", "size_y", "size_x"]
+    assert ids["sample"].tolist() == test_ids
+    digest = task.split_sha256()
+    assert len(digest) == 64 and task.split_sha256() == digest == split_digest(task.submission_template())
+    assert task.split_sha256(split="val") != digest
+    moved = data.index.copy()
+    moved.loc[moved["sample"] == test_ids[0], "split"] = "train"  # a changed split ...
+    assert split_digest(task.ids(StoreData(data.store_path, moved), "test")) != digest  # ... a changed digest
+    # the checksum of the whole store (the task reads every sample), from its metadata
+    assert task.dataset_checksums({}) == {"fisbe": zarr.open_group(data.store_path, mode="r").attrs["content_sha256"]}
+
+
+def test_small_stores_fail_clearly(data):
+    from neuroharness.errors import NeuroharnessError
+
+    task = get_task(TASK)
+    ix = data.index
+    no_test = StoreData(data.store_path, ix[ix["split"] != "test"].reset_index(drop=True))
+    with pytest.raises(NeuroharnessError, match=r"the test split is empty on the prepared data \(.*1 completely train"):
+        task._check_data(no_test, {})
+    no_val = StoreData(data.store_path, ix[ix["split"] != "val"].reset_index(drop=True))
+    with pytest.raises(NeuroharnessError, match="the val split is empty"):
+        task._check_data(no_val, {})
+    no_train = StoreData(data.store_path, ix[ix["split"] != "train"].reset_index(drop=True))
+    with pytest.raises(NeuroharnessError, match="holds no train samples"):
+        task.fit(task.get_model("threshold-cluster").build(), no_train, 0)
+
+
+def test_training_view_hides_test_volumes(data, test_ids):
+    view = data.without_test()
+    assert view.samples("test") == [] and view.samples("train") == data.samples("train")
+    view.gt(data.samples("train")[0])
+    with pytest.raises(KeyError, match="not in this view"):
+        view.gt(test_ids[0])
+    with pytest.raises(KeyError, match="not in this view"):
+        view.raw(test_ids[0])
+
+
+def test_validation_split_and_duplicate_names(data, tmp_path):
+    task = get_task(TASK)
+    val = data.samples("val")
+    assert task.evaluate({s: data.gt(s) for s in val}, "val")["S"] == 1.0
+    path = tmp_path / "dup.npz"
+    with zipfile.ZipFile(path, "w") as z, pytest.warns(UserWarning, match="Duplicate name"):  # the same sample twice
+        for s in (*val, val[0]):
+            with z.open(f"{s}.npy", "w") as f:
+                np.lib.format.write_array(f, np.zeros(data.shape(s), np.uint8))
+    with pytest.raises(SubmissionError, match=f"{path}: '{val[0]}' appears more than once"):
+        task.evaluate(path, "val")

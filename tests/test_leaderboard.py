@@ -20,6 +20,8 @@ from neuroharness.leaderboards.records import SCHEMA_VERSION, read_records, reco
 TASK = "celegans-structure-function"
 SHA_A = "a" * 64
 SHA_B = "b" * 64
+SPLIT_A = "5" * 64
+SPLIT_B = "6" * 64
 
 needs_celegans = pytest.mark.skipif(
     importlib.util.find_spec("cect") is None or importlib.util.find_spec("wormneuroatlas") is None,
@@ -28,7 +30,8 @@ needs_celegans = pytest.mark.skipif(
 
 
 def make_record(model: str, seed: int, roc_auc: float, ap: float = 0.1, *, task: str = TASK, version: str = "1.0",
-                sha: str = SHA_A, higher_is_better: bool = True, n_parameters: int = 2, options: dict | None = None) -> dict:
+                sha: str = SHA_A, higher_is_better: bool = True, n_parameters: int = 2, options: dict | None = None,
+                split_sha: str = SPLIT_A) -> dict:
     t = {"name": task, "version": version, "main_metric": "roc_auc", "higher_is_better": higher_is_better}
     if options is not None:
         t["options"] = options
@@ -39,9 +42,11 @@ def make_record(model: str, seed: int, roc_auc: float, ap: float = 0.1, *, task:
             {"name": "celegans-funatlas", "version": "1.0", "content_sha256": sha},
             {"name": "celegans-connectome", "version": "1.0", "content_sha256": SHA_A},
         ],
-        "model": {"name": model, "description": f"{model} model", "n_parameters": n_parameters, "hyperparameters": {}},
+        "model": {"name": model, "description": f"{model} model", "n_parameters": n_parameters, "hyperparameters": {},
+                  "fitted": {}},
         "seed": seed,
         "split": "test",
+        "split_sha256": split_sha,
         "metrics": {"roc_auc": roc_auc, "average_precision": ap, "spearman": 0.0, "chance_average_precision": 0.05,
                     "n_pairs": 100, "n_significant": 5, "main_score": roc_auc},
         "validation_metrics": {},
@@ -120,7 +125,13 @@ def _drop(rec, *keys):
         (lambda r: r["metrics"].update(roc_auc=float("nan")), r"metrics\.roc_auc = nan"),
         (lambda r: r["metrics"].update(average_precision=float("inf")), r"metrics\.average_precision = inf"),
         (lambda r: r["metrics"].update(spearman="0.3"), r"metrics\.spearman = '0\.3'"),
-        (lambda r: r.update(schema_version=2), r"schema_version 2, expected 1"),
+        (lambda r: r.update(schema_version=3), r"schema_version 3, expected 2"),
+        (lambda r: r.update(schema_version=1), r"a schema_version 1 record \(neuroharness 0\.1\): it has no split_sha256.*"
+                                               rf"remake it with `neuroharness run {TASK} --model good --seeds 1`"),
+        (lambda r: _drop(r, "split_sha256"), r"missing field\(s\) \['split_sha256'\]"),
+        (lambda r: r.update(split_sha256="abc"), r"field split_sha256 = 'abc', expected 64 hex digits"),
+        (lambda r: r["datasets"][0].update(parts={"g": SHA_B}), r"datasets\[0\]\.content_sha256 is not the digest of its parts"),
+        (lambda r: r["datasets"][0].update(parts={}), r"datasets\[0\]\.parts must map part names to sha256 strings"),
         (lambda r: r.update(seed="0"), r"seed = '0', expected an integer"),
         (lambda r: r.update(seed=1.0), r"seed = 1\.0, expected an integer"),
         (lambda r: r.update(seed=True), r"seed = True, expected an integer"),
@@ -216,6 +227,29 @@ def test_different_dataset_checksums_are_incomparable(results):
     assert "celegans-funatlas 1.0" in msg
 
 
+def test_different_splits_are_incomparable(results):
+    write_record(make_record("resplit", 0, 0.9, split_sha=SPLIT_B), results)
+    with pytest.raises(IncomparableResultsError) as exc:
+        table.build(read_records(results))
+    msg = str(exc.value)
+    assert f"split sha256 {SPLIT_A[:12]}" in msg and f"split sha256 {SPLIT_B[:12]}" in msg
+    assert "different task or dataset versions, task options or splits" in msg
+
+
+def test_records_read_in_parts_compare_by_the_parts_they_read(tmp_path):
+    from neuroharness.leaderboards.records import parts_digest
+
+    out = tmp_path / "results"
+    # two users scored graph g1; one store also held g2 (whole-store checksums would differ): one leaderboard
+    for model, roc in (("a", 0.6), ("b", 0.7)):
+        rec = make_record(model, 0, roc)
+        rec["datasets"] = [{"name": "vesselgraph", "version": "1.0", "content_sha256": parts_digest({"g1": SHA_A}),
+                            "parts": {"g1": SHA_A}}]
+        write_record(rec, out)
+    assert table.build(read_records(out))["model"].tolist() == ["b", "a"]
+    assert parts_digest({"g1": SHA_A}) != parts_digest({"g1": SHA_B}) != parts_digest({"g1": SHA_A, "g2": SHA_A})
+
+
 def test_different_task_options_are_incomparable_and_filterable(tmp_path):
     out = tmp_path / "results"
     for graph, roc in (("g1", 0.6), ("g2", 0.9)):
@@ -302,10 +336,12 @@ def test_runner_writes_provenance_complete_records(runner_records):
         f"{TASK}__{m}__seed{s}.json" for m in ("chance", "connectome-direct") for s in (0, 1)
     )
     task = get_task(TASK)
-    checksums = task.dataset_checksums()
+    checksums = task.dataset_checksums({})
     for path in paths:
         rec = json.loads(path.read_text())
         assert rec["schema_version"] == SCHEMA_VERSION
+        assert re.fullmatch(r"[0-9a-f]{64}", rec["split_sha256"]) and rec["split_sha256"] == task.split_sha256()
+        assert rec["model"]["fitted"] == {}
         assert rec["task"] == {"name": TASK, "version": task.card.version, "main_metric": "roc_auc", "higher_is_better": True,
                                "headline_metrics": ["roc_auc", "average_precision", "spearman"], "options": {}}
         assert [d["name"] for d in rec["datasets"]] == ["celegans-funatlas", "celegans-connectome"]
@@ -318,7 +354,11 @@ def test_runner_writes_provenance_complete_records(runner_records):
         assert env["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", env["git_commit"])
         assert env["packages"]["numpy"] == np.__version__
         assert set(env["packages"]) >= {"numpy", "scipy", "pandas", "xarray", "zarr", "scikit-learn"}
-        assert env["harness_version"] == "0.1.0"
+        from neuroharness import __version__
+
+        assert env["harness_version"] == __version__
+        assert isinstance(env["threads"], int) and env["threads"] >= 1 and isinstance(env["device"], str)
+        assert {"numba", "numcodecs", "dask", "huggingface-hub"} <= set(env["packages"])
         assert rec["model"]["n_parameters"] == {"chance": 0, "connectome-direct": 2}[rec["model"]["name"]]
         assert isinstance(rec["wall_time_s"], float) and rec["wall_time_s"] >= 0
         assert dt.datetime.fromisoformat(rec["created"]).tzinfo is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from neuroharness.tasks.line_graph import line_graph
+from neuroharness.tasks.graph.line_graph import line_graph
 
 from neuroharness.errors import NeuroharnessError
 

@@ -2,10 +2,10 @@
 invariants on a larger graph, determinism, worker independence, and errors."""
 from __future__ import annotations
 
-import neuroharness.tasks.negative_sampling as ns
+import neuroharness.tasks.graph.negative_sampling as ns
 import numpy as np
 import pytest
-from neuroharness.tasks.negative_sampling import (
+from neuroharness.tasks.graph.negative_sampling import (
     random_negatives,
     spatial_delta,
     spatial_negatives,

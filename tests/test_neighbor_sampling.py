@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from neuroharness.tasks.neighbor_sampling import (
+from neuroharness.tasks.graph.neighbor_sampling import (
     SAGE,
     CSRGraph,
     layerwise_inference,

@@ -30,8 +30,7 @@ def task():
 @pytest.fixture(scope="module")
 def perfect(task) -> pd.DataFrame:
     """A submission that ranks every significant test pair first and knows every amplitude."""
-    _, splits = task.load()
-    test = splits["test"]
+    test = task.data().splits["test"]
     return task.submission_template("test").assign(score=test.significant.astype(float), amplitude=test.amplitude)
 
 
@@ -108,17 +107,17 @@ def _case_inf_amplitude(df):
 
 def _case_duplicated_pair(df):
     r = df.iloc[5]
-    return pd.concat([df, df.iloc[[5]]], ignore_index=True), rf"pair \({r.stimulated} -> {r.responding}\) appears more than once"
+    return pd.concat([df, df.iloc[[5]]], ignore_index=True), rf"pair \(stimulated {r.stimulated} -> responding {r.responding}\) appears more than once"
 
 
 def _case_missing_pair(df):
     r = df.iloc[11]
-    return df.drop(index=11), rf"1 of {N_TEST} test pairs missing, e.g. stimulated {r.stimulated} -> responding {r.responding}"
+    return df.drop(index=11), rf"1 of {N_TEST} test pairs missing, e.g. pair \(stimulated {r.stimulated} -> responding {r.responding}\)"
 
 
 def _case_extra_pair(df):
     extra = pd.DataFrame({"responding": ["NOTANEURON"], "stimulated": ["AVAL"], "score": [0.5], "amplitude": [0.0]})
-    return pd.concat([df, extra], ignore_index=True), r"1 row\(s\) are not test pairs, e.g. stimulated AVAL -> responding NOTANEURON"
+    return pd.concat([df, extra], ignore_index=True), r"1 row\(s\) are not test pairs, e.g. pair \(stimulated AVAL -> responding NOTANEURON\)"
 
 
 def _case_numeric_ids(df):

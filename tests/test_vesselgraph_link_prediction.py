@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from helpers import load_script
 from neuroharness.tasks import get_task
-from neuroharness.tasks.vesselgraph_link_prediction import (
+from neuroharness.tasks.base import split_digest
+from neuroharness.tasks.vesselgraph.link_baselines import NeighbourhoodHeuristic
+from neuroharness.tasks.vesselgraph.link_prediction import (
     REFERENCE_ROWS,
     SPLIT_SEED,
     LinkData,
-    NeighbourhoodHeuristic,
     build_split,
     load_split,
     split_cache_path,
@@ -36,6 +37,8 @@ N_NODES = 2500
 def test_card():
     task = get_task(TASK)
     card = task.card
+    assert card.implementation == "neuroharness.tasks.vesselgraph.link_prediction:VesselGraphLinkPrediction"
+    assert all(m.factory.startswith("neuroharness.tasks.vesselgraph.link_baselines:") for m in card.models)
     assert (card.name, card.version, card.main_metric) == (TASK, "1.0", "roc_auc")
     assert card.higher_is_better and card.options["graph"].default == "BALBc_no1"
     assert [(d.name, d.version) for d in card.datasets] == [("vesselgraph", "1.0")]
@@ -121,13 +124,17 @@ def task():
     return get_task(TASK)
 
 
+def _opts(name: str) -> dict:
+    return {"graph": name}
+
+
 def _csv_pairs(split, part: dict, name: str) -> np.ndarray:
     return split.node_id[part[name]]
 
 
 def test_split_matches_the_csv(graph, task):
     name, nodes, edges, _ = graph
-    s = task.load(name)
+    s = task.data(_opts(name))
     e = len(edges)
     n_val = n_test = math.floor(0.1 * e)
     sizes = {k: len(v) for k, v in s.pos_pairs.items()}
@@ -168,9 +175,13 @@ def test_split_matches_the_csv(graph, task):
 
 
 def test_split_is_cached_and_fixed(graph, task):
+    from neuroharness.loaders import get_loader
+
     name, _, _, home = graph
-    s = task.load(name)
-    checksum = task.dataset_checksums(name)["vesselgraph"]
+    s = task.data(_opts(name))
+    checksum = task.dataset_checksums(_opts(name))["vesselgraph"]
+    assert checksum == get_loader("vesselgraph").part_checksums()[name] == s.checksum  # the graph's own checksum
+    assert task.dataset_parts(_opts(name)) == {"vesselgraph": {name: checksum}}
     path = split_cache_path(name, checksum)
     assert path.exists() and path.is_relative_to(home) and checksum in path.name and "v1.0" in path.name
     cached = load_split(path)
@@ -191,8 +202,8 @@ def test_split_is_cached_and_fixed(graph, task):
 
 def test_template_perfect_and_reversed_submissions(graph, task, tmp_path):
     name, *_ = graph
-    s = task.load(name)
-    tmpl = task.submission_template(graph=name)
+    s = task.data(_opts(name))
+    tmpl = task.submission_template(options=_opts(name))
     n_test = len(s.pos_pairs["test"])
     assert list(tmpl.columns) == ["node1", "node2"] and len(tmpl) == 3 * n_test
     assert (tmpl.dtypes == np.int64).all() and (tmpl["node1"] < tmpl["node2"]).all()
@@ -201,38 +212,39 @@ def test_template_perfect_and_reversed_submissions(graph, task, tmp_path):
     is_pos = np.array([p in truth for p in zip(tmpl["node1"], tmpl["node2"])])
     for suffix in (".parquet", ".npz"):
         path = write_predictions(tmp_path / f"perfect{suffix}", tmpl["node2"], tmpl["node1"], is_pos * 1.0)
-        m = task.evaluate(path, graph=name)  # pairs given as (node2, node1): either order is accepted
+        m = task.evaluate(path, options=_opts(name))  # pairs given as (node2, node1): either order is accepted
         assert m["roc_auc"] == m["roc_auc_random_negatives"] == m["main_score"] == 1.0
         assert (m["n_positives"], m["n_spatial_negatives"], m["n_random_negatives"]) == (n_test,) * 3
     rev = pd.DataFrame({"node1": tmpl["node1"], "node2": tmpl["node2"], "score": -is_pos.astype(float)})
-    m = task.evaluate(rev.iloc[::-1], graph=name)  # row order does not matter
+    m = task.evaluate(rev.iloc[::-1], options=_opts(name))  # row order does not matter
     assert m["roc_auc"] == m["roc_auc_random_negatives"] == 0.0
     const = rev.assign(score=0.25)
-    assert task.evaluate(const, graph=name)["roc_auc"] == 0.5
-    val = task.submission_template("val", graph=name)
+    assert task.evaluate(const, options=_opts(name))["roc_auc"] == 0.5
+    val = task.submission_template("val", options=_opts(name))
     assert len(val) == 3 * len(s.pos_pairs["val"])
     assert not set(zip(val["node1"], val["node2"])) & set(zip(tmpl["node1"], tmpl["node2"]))
 
 
 def test_submission_errors(graph, task, tmp_path):
     name, nodes, *_ = graph
-    tmpl = task.submission_template(graph=name)
+    tmpl = task.submission_template(options=_opts(name))
     good = tmpl.assign(score=np.linspace(0, 1, len(tmpl)))
     n = len(nodes)
     cases = [
         (good.drop(columns="score"), r"missing column\(s\) \['score'\]"),
         (good.assign(score=np.r_[np.nan, good["score"].to_numpy()[1:]]), "1 NaN/inf value.*first at row 0"),
         (good.assign(score=np.r_[good["score"].to_numpy()[:-1], np.inf]), "NaN/inf"),
-        (good.assign(node1=good["node1"].astype(float)), "column 'node1' has dtype float64, expected integers"),
+        (good.assign(node1=good["node1"].astype(float)), "column 'node1' has dtype float64, expected an integer dtype"),
         (good.assign(node1=pd.array([None, *good["node1"][1:]], dtype="Int64")), "1 missing value.*first at row 0"),
         (good.assign(score=good["score"].astype(str)), "column 'score' has dtype"),
         (pd.concat([good, good.iloc[[3]]]), "appears more than once"),
         (pd.concat([good, good.iloc[[3]].rename(columns={"node1": "node2", "node2": "node1"})]),
          "appears more than once"),
         (good.iloc[1:], (f"1 of {len(tmpl)} test pairs of graph {name} missing, e.g. "
-                         rf"\({tmpl['node1'][0]}, {tmpl['node2'][0]}\)")),
+                         rf"pair \({tmpl['node1'][0]}, {tmpl['node2'][0]}\)")),
         (pd.concat([good, pd.DataFrame({"node1": [n - 2], "node2": [n - 1], "score": [0.0]})]), None),
-        (good.assign(node2=np.r_[n, good["node2"].to_numpy()[1:]]), f"node id {n} out of range"),
+        (good.assign(node2=np.r_[n, good["node2"].to_numpy()[1:]]),
+         f"row 0, column 'node2': value {n} out of range; graph {name} has CSV node ids 0..{n - 1}"),
         (good.assign(node2=good["node1"]), "pairs node .* with itself"),
     ]
     for table, match in cases:
@@ -242,18 +254,18 @@ def test_submission_errors(graph, task, tmp_path):
                 continue
             match = r"1 row\(s\) are not test pairs"
         with pytest.raises(SubmissionError, match=match):
-            task.evaluate(table, graph=name)
+            task.evaluate(table, options=_opts(name))
     with pytest.raises(SubmissionError, match="split 'train'"):
-        task.evaluate(good, "train", graph=name)
+        task.evaluate(good, "train", options=_opts(name))
     pickled = tmp_path / "preds.pkl"
     good.to_pickle(pickled)
     with pytest.raises(SubmissionError, match="unsupported format"):
-        task.evaluate(pickled, graph=name)
+        task.evaluate(pickled, options=_opts(name))
 
 
 def test_unknown_graph(graph, task):
     with pytest.raises(NeuroharnessError, match="not in the prepared vesselgraph store"):
-        task.load("no_such_graph")
+        task.data(_opts("no_such_graph"))
 
 
 def test_every_baseline_through_the_cli(graph, task, tmp_path, capsys):
@@ -268,8 +280,8 @@ def test_every_baseline_through_the_cli(graph, task, tmp_path, capsys):
         assert rec["task"]["options"] == {"graph": name}
         m, v = rec["metrics"], rec["validation_metrics"]
         assert m["main_score"] == m["roc_auc"] and 0.0 <= m["roc_auc"] <= 1.0
-        assert m["n_positives"] == m["n_spatial_negatives"] == m["n_random_negatives"] == len(task.load(name).pos_pairs["test"])
-        assert v["n_positives"] == len(task.load(name).pos_pairs["val"])
+        assert m["n_positives"] == m["n_spatial_negatives"] == m["n_random_negatives"] == len(task.data(_opts(name)).pos_pairs["test"])
+        assert v["n_positives"] == len(task.data(_opts(name)).pos_pairs["val"])
         scores[model] = (m["roc_auc"], m["roc_auc_random_negatives"])
     # heuristics: zero parameters; on spatial negatives their only signal is shared neighbours
     for h in ("common-neighbours", "adamic-adar", "resource-allocation"):
@@ -291,10 +303,78 @@ def test_every_baseline_through_the_cli(graph, task, tmp_path, capsys):
 
 def test_models_are_seeded(graph, task):
     name, *_ = graph
-    a = task.run_model("graphsage", 1, graph=name, hyperparameters={"steps": 20, "eval_every": 10})
-    b = task.run_model("graphsage", 1, graph=name, hyperparameters={"steps": 20, "eval_every": 10})
-    assert a["metrics"] == b["metrics"]
-    c = task.run_model("mlp-coordinates", 1, graph=name, hyperparameters={"steps": 20, "eval_every": 10})
-    d = task.run_model("mlp-coordinates", 2, graph=name, hyperparameters={"steps": 20, "eval_every": 10})
-    assert c["metrics"]["roc_auc"] != d["metrics"]["roc_auc"]
-    assert c["hyperparameters"]["steps"] == 20
+    hp = {"steps": 20, "eval_every": 10}
+    a = task.run_model("graphsage", 1, options=_opts(name), hyperparameters=hp)
+    b = task.run_model("graphsage", 1, options=_opts(name), hyperparameters=hp)
+    assert a.metrics == b.metrics and a.validation_metrics == b.validation_metrics
+    c = task.run_model("mlp-coordinates", 1, options=_opts(name), hyperparameters=hp)
+    d = task.run_model("mlp-coordinates", 2, options=_opts(name), hyperparameters=hp)
+    assert c.metrics["roc_auc"] != d.metrics["roc_auc"]
+    assert c.hyperparameters["steps"] == 20 and 10 <= c.fitted["best_step"] <= 20
+    assert a.split_sha256 == c.split_sha256 == task.split_sha256(_opts(name))  # the split never depends on the seed
+
+
+def test_split_sha256_digests_the_scored_pairs(graph, task):
+    name, *_ = graph
+    s = task.data(_opts(name))
+    digest = task.split_sha256(_opts(name))
+    assert len(digest) == 64 and digest == task.split_sha256(_opts(name))  # stable across calls
+    assert digest == split_digest(task.submission_template(options=_opts(name)))
+    assert task.split_sha256(_opts(name), "val") != digest
+    # another split of the same graph (split seed + 1) digests differently
+    from neuroharness.loaders.vesselgraph import open_graph
+
+    ds = open_graph(name)
+    other = build_split(ds["edge_index"].values, ds["pos"].values, ds["distance"].values, seed=SPLIT_SEED + 1,
+                        graph=name, checksum=s.checksum)
+    assert split_digest(task.ids(other, "test")) != digest
+
+
+def test_records_compare_the_graph_read(graph, task, tmp_path, monkeypatch):
+    """A store holding graph A and a store holding A and B give the same record entry and split cache for A."""
+    from neuroharness.leaderboards.runner import run
+    from neuroharness.loaders import get_loader
+
+    name, nodes, edges, home = graph
+    gen = load_script("make_vesselgraph_fixture")
+    (one,) = run(TASK, "common-neighbours", seeds=[0], out_dir=tmp_path / "one", options=_opts(name))
+    checksum = task.dataset_checksums(_opts(name))["vesselgraph"]
+    store_one = get_loader("vesselgraph").content_sha256()
+    path_one = split_cache_path(name, checksum)
+    cached_one = load_split(path_one)
+
+    src = tmp_path / "src"  # the same graph next to another one
+    gen.write_graph(src, name, nodes, edges)
+    n2, e2, _ = gen.synthetic_graph(300, seed=1)
+    gen.write_graph(src, "vgother", n2, e2)
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home2"))
+    get_loader("vesselgraph").prepare(source=src)
+    assert sorted(get_loader("vesselgraph").part_checksums()) == sorted([name, "vgother"])
+    assert get_loader("vesselgraph").content_sha256() != store_one  # the whole store differs ...
+    task.clear_cache()  # ... so read graph A from the new store instead of memory
+    (two,) = run(TASK, "common-neighbours", seeds=[0], out_dir=tmp_path / "two", options=_opts(name))
+    r1, r2 = (json.loads(p.read_text()) for p in (one, two))
+    assert r1["datasets"] == r2["datasets"]  # ... but what the task read does not
+    assert r1["datasets"][0]["parts"] == {name: checksum}
+    assert r1["split_sha256"] == r2["split_sha256"] and r1["metrics"] == r2["metrics"]
+    path = split_cache_path(name, checksum)  # the split cache of A is keyed by A alone
+    assert path.is_relative_to(tmp_path / "home2") and path.name == path_one.name
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    cached_two = load_split(path)
+    for attr in ("pos_pairs", "neg_pairs", "random_pairs"):
+        for k, v in getattr(cached_one, attr).items():
+            assert np.array_equal(getattr(cached_two, attr)[k], v)
+    task.clear_cache()
+
+
+def test_a_graph_too_small_for_the_split_fails_clearly(task, tmp_path, monkeypatch):
+    from neuroharness.loaders import get_loader
+
+    gen = load_script("make_vesselgraph_fixture")
+    nodes, edges, _ = gen.synthetic_graph(6, seed=0)  # 6 edges: floor(0.1 * 6) = 0 validation pairs
+    gen.write_graph(tmp_path / "src", "vgtiny", nodes, edges)
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home"))
+    get_loader("vesselgraph").prepare(source=tmp_path / "src")
+    with pytest.raises(NeuroharnessError, match=f"graph vgtiny: {len(edges)} edges give an empty training, "
+                                                "validation or test split; .* needs at least 10 edges"):
+        task.data(_opts("vgtiny"))

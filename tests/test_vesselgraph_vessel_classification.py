@@ -14,11 +14,11 @@ import pytest
 from helpers import load_script
 from neuroharness.metrics.classification import balanced_accuracy
 from neuroharness.tasks import get_task
-from neuroharness.tasks.vesselgraph_vessel_classification import (
-    class_weights,
+from neuroharness.tasks.base import split_digest
+from neuroharness.tasks.vesselgraph.classification_baselines import class_weights, standardize
+from neuroharness.tasks.vesselgraph.vessel_classification import (
     radius_class,
     split_vessels,
-    standardize,
     write_predictions,
 )
 
@@ -62,6 +62,8 @@ def test_card():
     task = get_task(TASK)
     card = task.card
     assert (card.name, card.version, card.main_metric) == (TASK, "1.0", "balanced_accuracy")
+    assert card.implementation == "neuroharness.tasks.vesselgraph.vessel_classification:VesselGraphVesselClassification"
+    assert all(m.factory.startswith("neuroharness.tasks.vesselgraph.classification_baselines:") for m in card.models)
     assert card.higher_is_better
     assert card.options["graph"].default == "BALBc_no1"
     assert [(d.name, d.version) for d in card.datasets] == [("vesselgraph", "1.0")]
@@ -95,6 +97,10 @@ def task():
     return get_task(TASK)
 
 
+def _opts(name: str) -> dict:
+    return {"graph": name}
+
+
 def _hand_labels(edges: pd.DataFrame) -> np.ndarray:
     r = edges["minRadiusAvg"].to_numpy()
     return np.select([r <= 5, r <= 13.33], [0, 1], 2)
@@ -106,11 +112,11 @@ def test_template_sizes_and_labels_match_the_csv(graph, task):
     assert np.isfinite(edges["minRadiusAvg"]).all()
     sizes = {}
     for split in ("val", "test"):
-        tmpl = task.submission_template(split, graph=name)
+        tmpl = task.submission_template(split, options=_opts(name))
         assert list(tmpl.columns) == ["vessel"] and tmpl["vessel"].dtype == np.int64
         sizes[split] = len(tmpl)
     assert sizes == {"val": n // 10, "test": n - int(0.8 * n) - n // 10}
-    data = task.load(name)
+    data = task.data(_opts(name))
     assert len(data.split["train"]) == int(0.8 * n)
     # labels are minRadiusAvg bucketed by hand, row k = CSV id k
     assert edges["id"].tolist() == list(range(n))
@@ -125,24 +131,24 @@ def test_template_sizes_and_labels_match_the_csv(graph, task):
 
 def test_perfect_and_constant_submissions(graph, task, tmp_path):
     name, edges = graph
-    ids = task.submission_template(graph=name)["vessel"].to_numpy()
+    ids = task.submission_template(options=_opts(name))["vessel"].to_numpy()
     truth = _hand_labels(edges)[ids]
     assert set(truth) == {0, 1, 2}  # all three classes in the synthetic test split
     for suffix in (".parquet", ".npz"):
         path = write_predictions(tmp_path / f"perfect{suffix}", ids[::-1], truth[::-1])  # order does not matter
-        m = task.evaluate(path, graph=name)
+        m = task.evaluate(path, options=_opts(name))
         assert m["balanced_accuracy"] == m["accuracy"] == m["main_score"] == 1.0
         assert [m[f"recall/{c}"] for c in range(3)] == [1.0, 1.0, 1.0]
         assert [m[f"count/{c}"] for c in range(3)] == [int((truth == c).sum()) for c in range(3)]
     for c in range(3):
-        m = task.evaluate(pd.DataFrame({"vessel": ids, "label": np.full(len(ids), c)}), graph=name)
+        m = task.evaluate(pd.DataFrame({"vessel": ids, "label": np.full(len(ids), c)}), options=_opts(name))
         assert m["balanced_accuracy"] == pytest.approx(1 / 3)
         assert m["accuracy"] == pytest.approx((truth == c).mean())
     # one wrong label in class 2 (n2 vessels): recall/2 = (n2 - 1) / n2
     pred = truth.copy()
     k = np.flatnonzero(truth == 2)[0]
     pred[k] = 0
-    m = task.evaluate(pd.DataFrame({"vessel": ids, "label": pred}), graph=name)
+    m = task.evaluate(pd.DataFrame({"vessel": ids, "label": pred}), options=_opts(name))
     n2 = int((truth == 2).sum())
     assert m["recall/2"] == pytest.approx((n2 - 1) / n2)
     assert m["balanced_accuracy"] == pytest.approx((2 + (n2 - 1) / n2) / 3)
@@ -154,8 +160,9 @@ def test_perfect_and_constant_submissions(graph, task, tmp_path):
     ("string_ids", "column 'vessel' has dtype"),
     ("nan_label", r"column 'label' has 1 NaN/inf value\(s\), first at row 3"),
     ("float_label", "expected an integer dtype"),
-    ("label_3", r"row 0 \(vessel \d+\) has label 3; expected 0, 1 or 2"),
-    ("negative", "has label -1"),
+    ("label_3", r"row 0 \(vessel \d+\), column 'label': value 3 out of range; expected 0, 1 or 2"),
+    ("negative", r"row 5 \(vessel \d+\), column 'label': value -1 out of range"),
+    ("out_of_range", r"row 0, column 'vessel': value \d+ out of range; graph .* has vessel ids 0\.\.\d+"),
     ("duplicate", r"vessel \d+ appears more than once"),
     ("missing", r"1 of \d+ test vessels of graph .* missing, e.g. vessel \d+"),
     ("train_vessel", r"1 row\(s\) are not test vessels of graph .*, e.g. vessel \d+"),
@@ -163,7 +170,7 @@ def test_perfect_and_constant_submissions(graph, task, tmp_path):
 ])
 def test_bad_submissions(graph, task, tmp_path, case, match):
     name, _ = graph
-    ids = task.submission_template(graph=name)["vessel"].to_numpy()
+    ids = task.submission_template(options=_opts(name))["vessel"].to_numpy()
     df = pd.DataFrame({"vessel": ids, "label": np.zeros(len(ids), dtype=np.int64)})
     if case == "no_label":
         df = df[["vessel"]]
@@ -178,19 +185,21 @@ def test_bad_submissions(graph, task, tmp_path, case, match):
         df.loc[0, "label"] = 3
     elif case == "negative":
         df.loc[5, "label"] = -1
+    elif case == "out_of_range":
+        df.loc[0, "vessel"] = task.data(_opts(name)).n_vessels
     elif case == "duplicate":
         df = pd.concat([df, df.iloc[[2]]], ignore_index=True)
     elif case == "missing":
         df = df.iloc[1:]
     elif case == "train_vessel":
-        train = task.load(name).split["train"]
+        train = task.data(_opts(name)).split["train"]
         df = pd.concat([df, pd.DataFrame({"vessel": [train[0]], "label": [0]})], ignore_index=True)
     elif case == "bool_label":
         df["label"] = df["label"].astype(bool)
     path = tmp_path / "bad.parquet"
     df.to_parquet(path)
     with pytest.raises(SubmissionError, match=match) as err:
-        task.evaluate(path, graph=name)
+        task.evaluate(path, options=_opts(name))
     assert str(path) in str(err.value)
 
 
@@ -199,11 +208,11 @@ def test_pickle_and_unknown_graph_are_refused(graph, task, tmp_path):
     p = tmp_path / "preds.pkl"
     pd.DataFrame({"vessel": [0], "label": [0]}).to_pickle(p)
     with pytest.raises(SubmissionError, match="pickle is never accepted"):
-        task.evaluate(p, graph=name)
+        task.evaluate(p, options=_opts(name))
     with pytest.raises(NeuroharnessError, match=f"'BALBc_no2' is not in the prepared vesselgraph store .* holds {name}"):
-        task.submission_template(graph="BALBc_no2")
+        task.submission_template(options=_opts("BALBc_no2"))
     with pytest.raises(SubmissionError, match="split 'train'"):
-        task.submission_template("train", graph=name)
+        task.submission_template("train", options=_opts(name))
 
 
 def test_cli_template_and_evaluate(graph, task, tmp_path, capsys):
@@ -222,7 +231,7 @@ def test_baselines_through_the_runner(graph, task, tmp_path):
     from neuroharness.leaderboards.runner import run
 
     name, edges = graph
-    n_test = len(task.submission_template(graph=name))
+    n_test = len(task.submission_template(options=_opts(name)))
     records = {}
     for model in ("majority", "mlp", "graphsage"):
         (path,) = run(TASK, model, seeds=[0], out_dir=tmp_path, options={"graph": name})
@@ -230,6 +239,8 @@ def test_baselines_through_the_runner(graph, task, tmp_path):
     for model, rec in records.items():
         assert rec["task"]["options"] == {"graph": name}
         assert rec["datasets"][0]["name"] == "vesselgraph" and len(rec["datasets"][0]["content_sha256"]) == 64
+        assert rec["datasets"][0]["parts"] == task.dataset_parts(_opts(name))["vesselgraph"]
+        assert rec["split_sha256"] == task.split_sha256(_opts(name))
         m = rec["metrics"]
         assert m["main_score"] == m["balanced_accuracy"]
         assert m["n_vessels"] == n_test and sum(m[f"count/{c}"] for c in range(3)) == n_test
@@ -238,32 +249,86 @@ def test_baselines_through_the_runner(graph, task, tmp_path):
         assert rec["validation_metrics"]["n_vessels"] == len(edges) // 10
     maj = records["majority"]
     assert maj["metrics"]["balanced_accuracy"] == pytest.approx(1 / 3)
-    assert maj["model"]["hyperparameters"] == {"majority": 0}  # class 0 is the training majority
+    assert maj["model"]["hyperparameters"] == {} and maj["model"]["fitted"] == {"majority": 0}  # class 0 is the majority
     assert maj["metrics"]["accuracy"] == maj["metrics"]["chance_accuracy"] == pytest.approx(maj["metrics"]["count/0"] / n_test)
     assert records["mlp"]["model"]["n_parameters"] == (3 * 64 + 64) + (64 * 64 + 64) + (64 * 3 + 3)
     # SAGEConv(a, b): lin_l a*b + b (bias), lin_r a*b
     assert records["graphsage"]["model"]["n_parameters"] == (3 * 64 * 2 + 64) + (64 * 3 * 2 + 3)
-    hp = records["graphsage"]["model"]["hyperparameters"]
-    assert hp["num_neighbors"] == [10, 10] and 1 <= hp["best_epoch"] <= hp["epochs"]
+    hp, fitted = records["graphsage"]["model"]["hyperparameters"], records["graphsage"]["model"]["fitted"]
+    assert hp["num_neighbors"] == [10, 10] and 1 <= fitted["best_epoch"] <= hp["epochs"]
 
 
 def test_graphsage_is_seeded(graph, task):
     name, _ = graph
     hp = {"epochs": 2}
-    a = task.run_model("graphsage", 3, graph=name, hyperparameters=hp)
-    b = task.run_model("graphsage", 3, graph=name, hyperparameters=hp)
-    assert a["metrics"] == b["metrics"]
+    a = task.run_model("graphsage", 3, options=_opts(name), hyperparameters=hp)
+    b = task.run_model("graphsage", 3, options=_opts(name), hyperparameters=hp)
+    assert a.metrics == b.metrics and a.validation_metrics == b.validation_metrics
     # the split never depends on the model seed
-    assert a["metrics"]["n_vessels"] == task.run_model("majority", 7, graph=name)["metrics"]["n_vessels"]
+    c = task.run_model("majority", 7, options=_opts(name))
+    assert a.metrics["n_vessels"] == c.metrics["n_vessels"] and a.split_sha256 == c.split_sha256
 
+
+
+def test_split_sha256_digests_the_test_vessels(graph, task):
+    from dataclasses import replace
+
+    name, _ = graph
+    data = task.data(_opts(name))
+    digest = task.split_sha256(_opts(name))
+    assert len(digest) == 64 and digest == task.split_sha256(_opts(name))  # stable across calls
+    assert digest == split_digest(task.submission_template(options=_opts(name)))
+    assert task.split_sha256(_opts(name), "val") != digest
+    other = replace(data, split=split_vessels(np.flatnonzero(data.label >= 0), seed=13))  # another split
+    assert split_digest(task.ids(other, "test")) != digest
+
+
+def test_records_compare_the_graph_read(graph, task, tmp_path, monkeypatch):
+    """A store holding graph A and a store holding A and B give the same record entry for A."""
+    from neuroharness.leaderboards.runner import run
+    from neuroharness.loaders import get_loader
+
+    name, edges = graph
+    gen = load_script("make_vesselgraph_fixture")
+    (one,) = run(TASK, "majority", seeds=[0], out_dir=tmp_path / "one", options=_opts(name))
+    store_one = get_loader("vesselgraph").content_sha256()
+    nodes, again, _ = gen.synthetic_graph(N_NODES, seed=0)
+    assert again.equals(edges)
+    src = tmp_path / "src"  # the same graph next to another one
+    gen.write_graph(src, name, nodes, edges)
+    n2, e2, _ = gen.synthetic_graph(300, seed=1)
+    gen.write_graph(src, "vgother", n2, e2)
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home2"))
+    get_loader("vesselgraph").prepare(source=src)
+    assert get_loader("vesselgraph").content_sha256() != store_one  # the whole store differs ...
+    task.clear_cache()  # ... so read graph A from the new store instead of memory
+    (two,) = run(TASK, "majority", seeds=[0], out_dir=tmp_path / "two", options=_opts(name))
+    r1, r2 = (json.loads(p.read_text()) for p in (one, two))
+    assert r1["datasets"] == r2["datasets"]  # ... but what the task read does not
+    assert r1["datasets"][0]["parts"] == {name: get_loader("vesselgraph").part_checksums()[name]}
+    assert r1["split_sha256"] == r2["split_sha256"] and r1["metrics"] == r2["metrics"]
+    task.clear_cache()
+
+
+def test_a_graph_too_small_for_the_split_fails_clearly(task, tmp_path, monkeypatch):
+    from neuroharness.loaders import get_loader
+
+    gen = load_script("make_vesselgraph_fixture")
+    nodes, edges, _ = gen.synthetic_graph(6, seed=0)  # 6 vessels: floor(0.1 * 6) = 0 validation vessels
+    gen.write_graph(tmp_path / "src", "vgtiny", nodes, edges)
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home"))
+    get_loader("vesselgraph").prepare(source=tmp_path / "src")
+    with pytest.raises(NeuroharnessError, match=f"graph vgtiny: {len(edges)} vessels with a finite minRadiusAvg "
+                                                "give an empty train, validation or test split"):
+        task.data(_opts("vgtiny"))
 
 # -- the baselines can learn (in-memory data, no store) ------------------------------------------
 @pytest.fixture(scope="module")
 def learnable():
     """A random vessel-like graph whose labels are buckets of (a) a vessel's own first feature and
     (b) the mean first feature of its line-graph neighbours (its own being uninformative)."""
-    from neuroharness.tasks.line_graph import line_graph
-    from neuroharness.tasks.vesselgraph_vessel_classification import VesselData
+    from neuroharness.tasks.graph.line_graph import line_graph
+    from neuroharness.tasks.vesselgraph.vessel_classification import VesselData
 
     rng = np.random.default_rng(0)
     n = 1500
@@ -295,16 +360,13 @@ def _test_score(data, model):
 
 
 def test_mlp_learns_labels_of_its_inputs(learnable):
-    from neuroharness.tasks.vesselgraph_vessel_classification import MLPModel
+    from neuroharness.tasks.vesselgraph.classification_baselines import MLPModel
 
     assert _test_score(learnable["own"], MLPModel(epochs=20, batch_size=64)) > 0.85
 
 
 def test_graphsage_learns_labels_of_the_neighbourhood(learnable):
-    from neuroharness.tasks.vesselgraph_vessel_classification import (
-        GraphSAGEModel,
-        MLPModel,
-    )
+    from neuroharness.tasks.vesselgraph.classification_baselines import GraphSAGEModel, MLPModel
 
     data = learnable["neighbours"]
     sage = _test_score(data, GraphSAGEModel(epochs=20, batch_size=64, num_layers=1, num_neighbors=(10,)))

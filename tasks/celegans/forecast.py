@@ -1,32 +1,27 @@
 """Task ``celegans-forecast``: forecast whole-brain calcium activity.
 
-From a context of 200 samples (66.6 s at dt = 0.333 s) of every labeled
-neuron of a worm, predict the next k samples, k = 1 (main score) and k = 10
-(3.3 s). Scored on labeled neurons only.
-
-Splits (both reported in every record):
-
-- ``worms``: held-out worms, stratified by source dataset. Within each
-  source, worms are ordered by sha256 of their id; the first ceil(20%) are
-  test, the next ceil(10%) validation (if the source has at least 3 worms),
-  the rest train. Test windows come from the whole recording of test worms.
-- ``time``: within every worm, the first half is for training (its last
-  10% for validation) and the second half is test.
-
-Test windows start every 50 samples (the first at the start of the test
-stretch); each covers context + 10 samples.
+The card (texts, metrics, models) is ``FORECAST`` in :mod:`.cards`; this
+module holds the two split protocols (``worms``: held-out worms stratified by
+source; ``time``: the second half of every worm), the test windows, the
+streamed scoring (test predictions do not fit in memory: squared errors are
+summed per source as windows are predicted) and the checks that a store
+allows both protocols. The baselines live in :mod:`.forecast_baselines`.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from .base import DatasetRef, MetricSpec, ModelSpec, Task, TaskCard, register_task
-from .windows import RaggedActivity, Segment, WindowDataset, windows_of
+from neuroharness.errors import NeuroharnessError, SubmissionError
+
+from ..base import Task
+from .cards import FORECAST
+from .windows import RaggedActivity, Segment, windows_of
 
 CONTEXT = 200
 HORIZONS = (1, 10)
@@ -41,6 +36,10 @@ class ForecastSplit:
     train: list[Segment]
     val: list[Segment]
     test: list[Segment]
+
+    def training_view(self) -> "ForecastSplit":
+        """The segments a model may train on (no test segments)."""
+        return ForecastSplit(self.train, self.val, [])
 
 
 def worm_splits(ids: np.ndarray, sources: np.ndarray) -> dict[int, str]:
@@ -65,20 +64,24 @@ def build_splits(store: RaggedActivity) -> dict[str, ForecastSplit]:
     half = [int(store.length[w]) // 2 for w in range(len(store))]
     time_split = ForecastSplit(
         [Segment(w, 0, half[w] - half[w] // 10) for w in range(len(store))],
-        [Segment(w, half[w] - half[w] // 10 - CONTEXT, half[w]) for w in range(len(store))],
+        [Segment(w, max(0, half[w] - half[w] // 10 - CONTEXT), half[w]) for w in range(len(store))],
         [Segment(w, half[w], int(store.length[w])) for w in range(len(store))],
     )
     return {"worms": worms, "time": time_split}
 
 
-def eval_windows(store: RaggedActivity, segments, horizon: int = max(HORIZONS)):
-    """Yield (segment, context (B, L, N), target (B, H, N), mask (N,)) for every test window of each segment."""
+def scored_starts(segments, horizon: int = max(HORIZONS)):
+    """Yield (segment, window starts relative to ``segment.lo``) for the segments long enough to score."""
     span = CONTEXT + horizon
     for seg in segments:
-        if seg.hi - seg.lo < span:
-            continue
+        if seg.hi - seg.lo >= span:
+            yield seg, np.arange(0, seg.hi - seg.lo - span + 1, EVAL_STRIDE)
+
+
+def eval_windows(store: RaggedActivity, segments, horizon: int = max(HORIZONS)):
+    """Yield (segment, context (B, L, N), target (B, H, N), mask (N,)) for every test window of each segment."""
+    for seg, starts in scored_starts(segments, horizon):
         trace = store.worm(seg.worm, seg.lo, seg.hi)
-        starts = np.arange(0, seg.hi - seg.lo - span + 1, EVAL_STRIDE)
         ctx, tgt = windows_of(trace, starts, CONTEXT, horizon)
         yield seg, ctx, tgt, store.labeled[seg.worm]
 
@@ -115,239 +118,122 @@ class _Accumulator:
         return out
 
 
-# -- baselines ---------------------------------------------------------------
-class NaiveModel:
-    """Copy the last context value to every future step (0 parameters)."""
-
-    n_parameters = 0
-
-    def fit(self, store, split, seed, connectome=None):
-        return self
-
-    def predict(self, ctx: np.ndarray, mask: np.ndarray, horizon: int) -> np.ndarray:
-        return np.repeat(ctx[:, -1:, :], horizon, axis=1)
+# -- checks that a store allows both protocols ---------------------------------
+_FULLER = ("prepare a fuller store: `neuroharness datasets prepare celegans-activity --force` (the full 912 worms), "
+           "or for a synthetic one `python scripts/make_celegans_activity_fixture.py --out DIR --worms 24` then "
+           "`neuroharness datasets prepare celegans-activity --source DIR --force`")
 
 
-class LinearARModel:
-    """x[t+1] - x[t] = W · (x[t], ..., x[t-p+1]) + b, ridge-penalized, masked to labeled neurons.
-
-    Fitted by L-BFGS on sampled training windows (the per-neuron normal
-    equations differ by which worms label each neuron, so there is no single
-    closed form). Multi-step forecasts roll the model forward. With
-    ``structure`` (N, N) bool, neuron i may only read neurons j with
-    ``structure[i, j]`` (the connectome-constrained variant).
-    """
-
-    def __init__(self, lags: int = 3, l2: float = 1e-3, n_windows: int = 20000, iterations: int = 60):
-        self.lags, self.l2, self.n_windows, self.iterations = lags, l2, n_windows, iterations
-        self.n_parameters = 0
-        self._structure = None
-
-    def _design(self, ctx):
-        lags = ctx[:, -self.lags :, :][:, ::-1, :]  # (B, p, N), most recent first
-        return lags.reshape(len(ctx), -1)
-
-    def _training_set(self, store, segments, seed):
-        ds = WindowDataset(store, segments, context=self.lags, horizon=1, batch_size=4096, windows_per_step=1.0, seed=seed)
-        total = sum(ds.n_windows(s) for s in ds.segments)
-        keep = min(1.0, self.n_windows / max(total, 1))
-        ds = WindowDataset(store, segments, context=self.lags, horizon=1, batch_size=4096, windows_per_step=keep, seed=seed)
-        X, Y, M = [], [], []
-        for ctx, tgt, mask in ds:
-            X.append(self._design(ctx))
-            Y.append(tgt[:, 0] - ctx[:, -1])
-            M.append(mask)
-        return np.concatenate(X), np.concatenate(Y), np.concatenate(M)
-
-    def fit(self, store, split, seed, connectome=None):
-        import torch
-
-        torch.manual_seed(seed)
-        X, Y, M = (torch.as_tensor(a) for a in self._training_set(store, split.train, seed))
-        N = Y.shape[1]
-        W = torch.zeros(self.lags * N, N, dtype=torch.float32, requires_grad=True)
-        b = torch.zeros(N, requires_grad=True)
-        wmask = None
-        if self._structure is not None:
-            allowed = torch.as_tensor(self._structure.T)  # [input j, output i]
-            wmask = allowed.repeat(self.lags, 1).float()
-        Mf = M.float()
-        denom = Mf.sum() + 1e-9
-        opt = torch.optim.LBFGS([W, b], lr=1, max_iter=self.iterations, history_size=20, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            Wm = W if wmask is None else W * wmask
-            loss = (((X @ Wm + b - Y) ** 2) * Mf).sum() / denom + self.l2 * (Wm**2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
-        Wm = W.detach() if wmask is None else (W * wmask).detach()
-        self._W, self._b = Wm.numpy(), b.detach().numpy()
-        self.n_parameters = int((Wm != 0).sum()) + N
-        return self
-
-    def predict(self, ctx, mask, horizon):
-        hist = ctx[:, -self.lags :, :].copy()
-        out = []
-        for _ in range(horizon):
-            nxt = hist[:, -1] + self._design(hist) @ self._W + self._b
-            nxt = nxt * mask[None, :]  # unlabeled neurons stay at 0, as in the inputs
-            out.append(nxt)
-            hist = np.concatenate([hist[:, 1:], nxt[:, None]], axis=1)
-        return np.stack(out, axis=1).astype(np.float32)
+def _sources_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{s} ({n})" for s, n in sorted(counts.items()))
 
 
-class ConnectomeLinearModel(LinearARModel):
-    """Linear AR where neuron i reads only itself and its Cook 2019 partners (chemical j->i or gap)."""
-
-    def fit(self, store, split, seed, connectome=None):
-        cook = connectome.sel(annotation="cook_2019")
-        chem = np.nan_to_num(cook.chemical.values)  # [pre, post]
-        gap = np.nan_to_num(cook.gap_junction.values)
-        self._structure = (chem.T > 0) | (gap > 0) | np.eye(len(chem), dtype=bool)  # [i reads j]
-        return super().fit(store, split, seed, connectome)
-
-
-class LSTMModel:
-    """LSTM over (values, mask) -> next-step change of every neuron; rolled out for k > 1."""
-
-    def __init__(self, hidden: int = 128, steps: int = 300, batch_size: int = 32, train_len: int = 50, lr: float = 3e-3):
-        self.hidden, self.steps, self.batch_size, self.train_len, self.lr = hidden, steps, batch_size, train_len, lr
-        self.n_parameters = 0
-
-    def _net(self, n):
-        import torch
-
-        class Net(torch.nn.Module):
-            def __init__(self, hidden):
-                super().__init__()
-                self.lstm = torch.nn.LSTM(2 * n, hidden, batch_first=True)
-                self.head = torch.nn.Linear(hidden, n)
-                # start as the copy-last predictor (zero change) and learn departures from it
-                torch.nn.init.zeros_(self.head.weight)
-                torch.nn.init.zeros_(self.head.bias)
-
-            def forward(self, x, mask, state=None):
-                m = mask[:, None, :].expand_as(x).float()
-                h, state = self.lstm(torch.cat([x, m], dim=-1), state)
-                return self.head(h), state
-
-        return Net(self.hidden)
-
-    def fit(self, store, split, seed, connectome=None):
-        import torch
-
-        from neuroharness.progress import progress_bar
-
-        torch.manual_seed(seed)
-        n = store.n_neurons
-        self._model = self._net(n)
-        self.n_parameters = sum(p.numel() for p in self._model.parameters())
-        opt = torch.optim.Adam(self._model.parameters(), lr=self.lr)
-        ds = WindowDataset(store, split.train, context=self.train_len, horizon=1, batch_size=self.batch_size, windows_per_step=0.02, seed=seed)
-        step, epoch = 0, 0
-        with progress_bar(total=self.steps, desc="lstm", unit="step") as bar:
-            while step < self.steps:
-                ds.set_epoch(epoch)
-                for ctx, tgt, mask in ds:
-                    seq = torch.as_tensor(np.concatenate([ctx, tgt], axis=1))
-                    mk = torch.as_tensor(mask)
-                    pred, _ = self._model(seq[:, :-1], mk)
-                    err = (seq[:, :-1] + pred - seq[:, 1:]) ** 2 * mk[:, None, :]
-                    loss = err.sum() / (mk.sum() * (seq.shape[1] - 1))
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    bar.update(1)
-                    if step >= self.steps:
-                        break
-                epoch += 1
-        return self
-
-    def predict(self, ctx, mask, horizon):
-        import torch
-
-        self._model.eval()
-        out = []
-        with torch.no_grad():
-            x = torch.as_tensor(ctx)
-            mk = torch.as_tensor(np.broadcast_to(mask, (len(ctx), mask.size)).copy())
-            pred, state = self._model(x, mk)
-            nxt = x[:, -1] + pred[:, -1]
-            for _ in range(horizon):
-                nxt = nxt * mk
-                out.append(nxt)
-                d, state = self._model(nxt[:, None], mk, state)
-                nxt = nxt + d[:, -1]
-        return torch.stack(out, dim=1).numpy()
+def check_protocols(store: RaggedActivity, splits: dict[str, ForecastSplit]) -> None:
+    """Raise :class:`NeuroharnessError` naming what is missing unless every protocol has training
+    segments and at least one scorable test window (a test segment of context + horizon samples)."""
+    span = CONTEXT + max(HORIZONS)
+    sources, counts = np.unique(store.source, return_counts=True)
+    per_source = dict(zip(sources.tolist(), counts.tolist()))
+    what = f"the celegans-activity store ({len(store)} worms in {len(per_source)} sources)"
+    for name in SPLITS:
+        split = splits[name]
+        head = f"task celegans-forecast, split protocol {name!r}: "
+        if name == "worms" and not split.test:
+            raise NeuroharnessError(
+                head + f"no held-out test worm: a source needs at least 2 worms to hold one out, and every source "
+                f"of {what} has fewer: {_sources_text(per_source)}; {_FULLER}")
+        if not split.train:
+            raise NeuroharnessError(head + f"no training worm in {what}; {_FULLER}")
+        if not any(True for _ in scored_starts(split.test)):
+            longest = max((s.hi - s.lo for s in split.test), default=0)
+            if name == "worms":
+                detail = (f"every held-out test worm ({len(split.test)}) has fewer than {span} samples "
+                          f"(context {CONTEXT} + horizon {max(HORIZONS)}); the longest has {longest}")
+            else:
+                detail = (f"the second half of every worm has fewer than {span} samples (context {CONTEXT} + "
+                          f"horizon {max(HORIZONS)}): worms need at least {2 * span} samples; the longest second "
+                          f"half has {longest}")
+            raise NeuroharnessError(head + f"no test window in {what}: {detail}; {_FULLER}")
 
 
-@register_task
+# -- the task ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class ForecastData:
+    """The task's data view: the activity store, both split protocols and the loaded connectome."""
+
+    store: RaggedActivity
+    splits: dict[str, ForecastSplit]
+    connectome: object  # xarray.Dataset
+
+
+@dataclass
+class ForecastModels:
+    """One fitted model per split protocol; ``n_parameters`` is the largest of them."""
+
+    models: dict = field(default_factory=dict)
+    n_parameters: int = 0
+
+
 class CelegansForecast(Task):
-    card = TaskCard(
-        name="celegans-forecast",
-        version="1.0",
-        title="Forecast C. elegans whole-brain calcium activity",
-        description=" ".join(__doc__.split("\n\n")[1].split()),
-        datasets=(DatasetRef("celegans-activity", "1.0"), DatasetRef("celegans-connectome", "1.0")),
-        split=" ".join(" ".join(__doc__.split("\n\n")[2:5]).split()),
-        inputs=f"{CONTEXT} samples of the normalized calcium trace of every neuron (NaN -> 0 where unlabeled) and the labeled mask",
-        targets="the next 1 and 10 samples of every labeled neuron",
-        metrics=(
-            MetricSpec("worms/skill_h1", True, "1 - MSE/MSE_naive at k = 1 on held-out worms (naive = copy last context sample)"),
-            MetricSpec("worms/skill_h10", True, "the same over the next 10 samples"),
-            MetricSpec("time/skill_h1", True, "1 - MSE/MSE_naive at k = 1 on the second half of every worm"),
-            MetricSpec("worms/mse_h1", False, "MSE over labeled neurons, k = 1, held-out worms (z-scored units squared)"),
-        ),
-        main_metric="worms/skill_h1",
-        seeds=(0, 1, 2),
-        chance={"worms/skill_h1": "0 (the naive copy-last predictor)"},
-        submission="run-only for now: register a model with fit(store, split, seed, connectome) and predict(context, mask, horizon)",
-        references=("Simeon Q et al. (2024) arXiv:2411.12091 (dataset; NaivePredictor as the copy-last baseline)",),
-    )
-    models = {
-        "naive": ModelSpec("naive", NaiveModel, "copy the last context sample"),
-        "linear-ar": ModelSpec("linear-ar", LinearARModel, "ridge linear autoregression on 3 lags of all neurons"),
-        "lstm": ModelSpec("lstm", LSTMModel, "LSTM (128 units) on values and mask, next-step change, rolled out"),
-        "connectome-linear": ModelSpec("connectome-linear", ConnectomeLinearModel,
-                                       "linear AR where neuron i reads only its Cook 2019 partners and itself"),
-    }
+    """Models: ``fit(store, split, seed, connectome)`` and ``predict(context, mask, horizon)``
+    (see :mod:`.forecast_baselines`); one copy is fitted per split protocol."""
 
-    _cache: tuple | None = None
+    card = FORECAST
+    has_validation = False  # validation segments exist for models to use, but are not scored
+    cache_size = 1
 
-    def load(self):
+    def dataset_checksums(self, options) -> dict[str, str]:
+        from neuroharness.loaders import get_loader
+
+        return {d.name: get_loader(d.name).content_sha256(d.version) for d in self.card.datasets}
+
+    def load(self, options) -> ForecastData:
+        """Open both stores (preparing them if needed), build both protocols and check they can be scored."""
         from neuroharness.loaders import get_loader, open_dataset
 
-        activity = get_loader("celegans-activity")
-        ds = activity.open(self.card.datasets[0].version)
-        connectome = open_dataset("celegans-connectome", self.card.datasets[1].version)
-        key = (ds.attrs["content_sha256"], connectome.attrs["content_sha256"])
-        if self._cache is None or self._cache[0] != key:
-            store = RaggedActivity(activity.store_path(self.card.datasets[0].version))
-            self._cache = (key, store, build_splits(store), connectome.load())
-        return self._cache[1], self._cache[2], self._cache[3]
+        activity, connectome = self.card.datasets
+        store = RaggedActivity(get_loader(activity.name).ensure(activity.version))
+        splits = build_splits(store)
+        check_protocols(store, splits)
+        return ForecastData(store, splits, open_dataset(connectome.name, connectome.version).load())
 
-    def dataset_checksums(self):
-        self.load()
-        return {"celegans-activity": self._cache[0][0], "celegans-connectome": self._cache[0][1]}
+    def describe_data(self, data: ForecastData) -> str:
+        return f"{len(data.store)} worms in {len(set(data.store.source))} sources"
 
-    def run_model(self, model_name: str, seed: int) -> dict:
-        spec = self.get_model(model_name)
-        store, splits, connectome = self.load()
-        t0 = time.perf_counter()
-        metrics = {}
-        n_params = 0
+    def ids(self, data: ForecastData, split: str) -> pd.DataFrame:
+        """The scored test windows in scoring order: protocol, worm id and window start (sample index in the worm)."""
+        if split != "test":
+            raise SubmissionError(f"task {self.name} has no scored {split!r} split; use split='test'")
+        protocol, worm, start = [], [], []
         for name in SPLITS:
-            model = spec.build().fit(store, splits[name], seed, connectome)
-            n_params = max(n_params, int(model.n_parameters))
-            acc = _Accumulator()
-            for seg, ctx, tgt, mask in eval_windows(store, splits[name].test):
-                acc.add(str(store.source[seg.worm]), model.predict(ctx, mask, max(HORIZONS)), ctx, tgt, mask)
+            for seg, starts in scored_starts(data.splits[name].test):
+                protocol += [name] * len(starts)
+                worm += [str(data.store.worm_ids[seg.worm])] * len(starts)
+                start.append(seg.lo + starts)
+        start = np.concatenate(start) if start else np.zeros(0, dtype=np.int64)
+        return pd.DataFrame({"protocol": protocol, "worm": worm, "start": start.astype(np.int64)})
+
+    def fit(self, model, data: ForecastData, seed: int) -> ForecastModels:
+        """Fit a copy of the unfitted ``model`` on the training view of each protocol."""
+        fitted = ForecastModels()
+        for name in SPLITS:
+            m = copy.deepcopy(model).fit(data.store, data.splits[name].training_view(), seed, data.connectome)
+            fitted.models[name] = m
+            fitted.n_parameters = max(fitted.n_parameters, int(m.n_parameters))
+        return fitted
+
+    def predict(self, model, data, split):
+        raise NeuroharnessError(f"task {self.name} streams its predictions into the scores (they do not fit in "
+                                "memory); use run_model")
+
+    def score_model(self, model: ForecastModels, data: ForecastData, split: str) -> dict[str, float]:
+        """Predict every test window of each protocol and sum squared errors as they come."""
+        if split != "test":
+            raise SubmissionError(f"task {self.name} has no scored {split!r} split; use split='test'")
+        metrics = {}
+        for name in SPLITS:
+            acc, fitted = _Accumulator(), model.models[name]
+            for seg, ctx, tgt, mask in eval_windows(data.store, data.splits[name].test):
+                acc.add(str(data.store.source[seg.worm]), fitted.predict(ctx, mask, max(HORIZONS)), ctx, tgt, mask)
             metrics.update(acc.metrics(name))
-        metrics["main_score"] = metrics[self.card.main_metric]
-        hyper = {k: v for k, v in vars(spec.build()).items() if not k.startswith("_") and k != "n_parameters"}
-        return {"metrics": metrics, "validation_metrics": {}, "n_parameters": n_params, "hyperparameters": hyper,
-                "fit_predict_seconds": time.perf_counter() - t0}
+        return metrics

@@ -14,19 +14,18 @@ training pairs. Self-pairs (i = j) and unmeasured pairs are excluded.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from neuroharness.errors import SubmissionError
 from neuroharness.metrics.classification import average_precision, positive_rate, roc_auc
 from neuroharness.metrics.regression import spearman
 
-from . import submission
-from .base import DatasetRef, MetricSpec, ModelSpec, Task, TaskCard, register_task
+from ..base import Task
+from ..submission import Column, TableSpec, check_table
+from .cards import STRUCTURE_FUNCTION
 
 SIGNIFICANCE_Q = 0.05
 STRAIN = "wt"
@@ -91,158 +90,59 @@ def build_pairs(funatlas: xr.Dataset, connectome: xr.Dataset) -> tuple[Inputs, d
     return Inputs(neurons, connectome.load()), splits
 
 
-# -- baselines ---------------------------------------------------------------
-class _LinearAmplitude:
-    """Amplitude = a + b * score, least squares on training pairs (2 parameters)."""
+@dataclass(frozen=True)
+class StructureFunctionData:
+    """The task's data view: model inputs and the three splits (test targets stay here)."""
 
-    def _fit_amplitude(self, score: np.ndarray, amplitude: np.ndarray) -> None:
-        X = np.column_stack([np.ones_like(score), score])
-        self._ab = np.linalg.lstsq(X, amplitude, rcond=None)[0]
-
-    def _amplitude(self, score: np.ndarray) -> np.ndarray:
-        return self._ab[0] + self._ab[1] * score
+    inputs: Inputs
+    splits: dict[str, Pairs]
 
 
-class ChanceModel:
-    """Uniform random scores and amplitudes: the chance level, 0 parameters."""
-
-    n_parameters = 0
-
-    def fit(self, inputs: Inputs, train: Pairs, val: Pairs, seed: int):
-        self._seed = seed
-        return self
-
-    def predict(self, inputs: Inputs, pairs: Pairs) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self._seed, len(pairs)])
-        return {"score": rng.random(len(pairs)), "amplitude": rng.standard_normal(len(pairs))}
+SUBMISSION = TableSpec(
+    ids=(Column("responding", "str", "neuron names"), Column("stimulated", "str", "neuron names")),
+    values=(Column("score", "float"), Column("amplitude", "float")),
+    items="pairs", id_format="pair (stimulated {stimulated} -> responding {responding})",
+)
 
 
-class DirectConnectomeModel(_LinearAmplitude):
-    """Score = chemical + gap-junction weight from stimulated to responding (Cook 2019)."""
-
-    n_parameters = 2
-
-    def __init__(self, annotation: str = CONNECTOME_ANNOTATION):
-        self.annotation = annotation
-
-    def _score(self, inputs: Inputs, pairs: Pairs) -> np.ndarray:
-        chem, gap = inputs.weights(self.annotation)
-        return (chem + gap)[pairs.responding, pairs.stimulated]
-
-    def fit(self, inputs, train, val, seed):
-        self._fit_amplitude(self._score(inputs, train), train.amplitude)
-        return self
-
-    def predict(self, inputs, pairs):
-        s = self._score(inputs, pairs)
-        return {"score": s, "amplitude": self._amplitude(s)}
-
-
-class MultiHopModel(_LinearAmplitude):
-    """Score = sum_{k=1..K} alpha^k (A/rho(A))^k, A = log1p(chemical + gap).
-
-    ``A[i, j]`` is the weight from j to i and rho its spectral radius, so
-    the series counts weighted walks of up to K synapses from the stimulated
-    neuron. K and alpha are chosen by ROC-AUC on the training pairs.
-    """
-
-    n_parameters = 4  # K, alpha, and the two amplitude coefficients
-
-    def __init__(self, annotation: str = CONNECTOME_ANNOTATION, hops=(1, 2, 3, 4), alphas=(0.25, 0.5, 0.75, 1.0)):
-        self.annotation, self.hops, self.alphas = annotation, tuple(hops), tuple(alphas)
-
-    def _series(self, inputs: Inputs, K: int, alpha: float) -> np.ndarray:
-        chem, gap = inputs.weights(self.annotation)
-        A = np.log1p(chem + gap)
-        A = A / np.max(np.abs(np.linalg.eigvals(A)))
-        out, power = np.zeros_like(A), np.eye(len(A))
-        for k in range(1, K + 1):
-            power = power @ A
-            out += alpha**k * power
-        return out
-
-    def fit(self, inputs, train, val, seed):
-        best = None
-        for K in self.hops:
-            for alpha in self.alphas:
-                S = self._series(inputs, K, alpha)
-                auc = roc_auc(train.significant, S[train.responding, train.stimulated])
-                if best is None or auc > best[0]:
-                    best = (auc, K, alpha, S)
-        _, self.K, self.alpha, self._S = best
-        self._fit_amplitude(self._S[train.responding, train.stimulated], train.amplitude)
-        return self
-
-    def predict(self, inputs, pairs):
-        s = self._S[pairs.responding, pairs.stimulated]
-        return {"score": s, "amplitude": self._amplitude(s)}
-
-
-def _gnn_factory(**kw):
-    from .celegans_structure_function_gnn import GNNLinkModel
-
-    return GNNLinkModel(**kw)
-
-
-@register_task
 class CelegansStructureFunction(Task):
-    card = TaskCard(
-        name="celegans-structure-function",
-        version="1.0",
-        title="Predict signal propagation from C. elegans anatomy",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
-        datasets=(DatasetRef("celegans-funatlas", "1.0"), DatasetRef("celegans-connectome", "1.0")),
-        split=__doc__.split("\n\n")[2].replace("\n", " ").removeprefix("Split: "),
-        inputs="celegans-connectome (all annotations, neuron types and positions); training and validation pairs with targets",
-        targets="significant = q < 0.05 (wt strain); amplitude = dFF (ΔF/F0), responding neuron i to stimulated neuron j",
-        metrics=(
-            MetricSpec("roc_auc", True, "ROC-AUC of `score` for significant responses over test pairs"),
-            MetricSpec("average_precision", True, "average precision of `score` for significant responses over test pairs"),
-            MetricSpec("spearman", True, "Spearman rho between `amplitude` and dFF over test pairs"),
-        ),
-        main_metric="roc_auc",
-        seeds=(0, 1, 2),
-        chance={"roc_auc": "0.5", "average_precision": "positive rate of the test pairs", "spearman": "0"},
-        submission=(
-            "one row per test pair: columns responding (str), stimulated (str) canonical neuron names, "
-            "score (float, higher = more likely significant), amplitude (float, predicted dFF); "
-            "as .npz (1-D arrays, no object dtype), .parquet, or .zarr (variables along one dim)"
-        ),
-        references=(
-            "Randi F, Sharma AK, Dvali S, Leifer AM (2023) Nature 623:406, doi:10.1038/s41586-023-06683-4",
-            "Cook SJ et al. (2019) Nature 571:63, doi:10.1038/s41586-019-1352-7",
-        ),
-    )
-    models = {
-        "chance": ModelSpec("chance", ChanceModel, "uniform random scores (chance level)"),
-        "connectome-direct": ModelSpec("connectome-direct", DirectConnectomeModel, "chemical + gap-junction weight j->i (Cook 2019)"),
-        "connectome-multihop": ModelSpec("connectome-multihop", MultiHopModel, "truncated series of normalized adjacency powers, K and alpha tuned on train"),
-        "gnn-link": ModelSpec("gnn-link", _gnn_factory, "GraphSAGE encoder on the Cook 2019 connectome + pair MLP decoder (torch-geometric)"),
-    }
+    """Models: ``fit(inputs, train, val, seed)``, ``predict(inputs, pairs) -> {"score", "amplitude"}``."""
 
-    _cache: tuple | None = None
+    card = STRUCTURE_FUNCTION
 
-    def load(self) -> tuple[Inputs, dict[str, Pairs]]:
-        """Open both stores (preparing them if needed) and build the fixed split."""
+    def _stores(self):
         from neuroharness.loaders import open_dataset
 
-        funatlas = open_dataset("celegans-funatlas", self.card.datasets[0].version)
-        connectome = open_dataset("celegans-connectome", self.card.datasets[1].version)
-        key = (funatlas.attrs["content_sha256"], connectome.attrs["content_sha256"])
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, build_pairs(funatlas, connectome), {
-                "celegans-funatlas": funatlas.attrs["content_sha256"],
-                "celegans-connectome": connectome.attrs["content_sha256"],
-            })
-        return self._cache[1]
+        return [open_dataset(d.name, d.version) for d in self.card.datasets]
 
-    def dataset_checksums(self) -> dict[str, str]:
-        self.load()
-        return dict(self._cache[2])
+    def dataset_checksums(self, options) -> dict[str, str]:
+        from neuroharness.loaders import get_loader
 
-    def score(self, pairs: Pairs, score: np.ndarray, amplitude: np.ndarray) -> dict[str, float]:
-        """Metrics of aligned predictions on ``pairs`` (which carry targets)."""
-        out = {
+        return {d.name: get_loader(d.name).content_sha256(d.version) for d in self.card.datasets}
+
+    def load(self, options) -> StructureFunctionData:
+        """Open both stores (preparing them if needed) and build the fixed split."""
+        funatlas, connectome = self._stores()
+        inputs, splits = build_pairs(funatlas, connectome)
+        return StructureFunctionData(inputs, splits)
+
+    def ids(self, data: StructureFunctionData, split: str) -> pd.DataFrame:
+        """The pairs of ``split`` as canonical names (the submission's id columns)."""
+        p = data.splits[split]
+        names = np.asarray(data.inputs.neurons)
+        return pd.DataFrame({"responding": names[p.responding], "stimulated": names[p.stimulated]})
+
+    def fit(self, model, data: StructureFunctionData, seed: int):
+        return model.fit(data.inputs, data.splits["train"], data.splits["val"], seed)
+
+    def predict(self, model, data: StructureFunctionData, split: str) -> dict[str, np.ndarray]:
+        return model.predict(data.inputs, data.splits[split].without_targets())
+
+    def score(self, data: StructureFunctionData, split: str, predictions) -> dict[str, float]:
+        """Metrics of aligned predictions (``{"score": (n,), "amplitude": (n,)}``) on ``split``."""
+        pairs = data.splits[split]
+        score, amplitude = np.asarray(predictions["score"]), np.asarray(predictions["amplitude"])
+        return {
             "roc_auc": roc_auc(pairs.significant, score),
             "average_precision": average_precision(pairs.significant, score),
             "spearman": spearman(pairs.amplitude, amplitude),
@@ -250,54 +150,7 @@ class CelegansStructureFunction(Task):
             "n_pairs": len(pairs),
             "n_significant": int(pairs.significant.sum()),
         }
-        out["main_score"] = out[self.card.main_metric]
-        return out
 
-    def run_model(self, model_name: str, seed: int) -> dict:
-        spec = self.get_model(model_name)
-        inputs, splits = self.load()
-        model = spec.build()
-        t0 = time.perf_counter()
-        model.fit(inputs, splits["train"], splits["val"], seed)
-        preds = {s: model.predict(inputs, splits[s].without_targets()) for s in ("val", "test")}
-        wall = time.perf_counter() - t0
-        return {
-            "metrics": self.score(splits["test"], **preds["test"]),
-            "validation_metrics": self.score(splits["val"], **preds["val"]),
-            "n_parameters": int(model.n_parameters),
-            "hyperparameters": {k: v for k, v in vars(model).items() if not k.startswith("_") and k != "n_parameters" and isinstance(v, (int, float, str, tuple, list))},
-            "fit_predict_seconds": wall,
-        }
-
-    def submission_template(self, split: str = "test") -> pd.DataFrame:
-        """The pairs to predict, as canonical names (the submission's id columns)."""
-        inputs, splits = self.load()
-        p = splits[split]
-        names = np.asarray(inputs.neurons)
-        return pd.DataFrame({"responding": names[p.responding], "stimulated": names[p.stimulated]})
-
-    def evaluate(self, predictions, split: str = "test") -> dict[str, float]:
-        """Score a submission (path or DataFrame) on ``split`` ('test' or 'val')."""
-        if split not in ("test", "val"):
-            raise SubmissionError(f"split {split!r}: expected 'test' or 'val'")
-        source = str(predictions) if not isinstance(predictions, pd.DataFrame) else "predictions"
-        table = predictions if isinstance(predictions, pd.DataFrame) else submission.read_table(predictions)
-        table = submission.check_columns(
-            table, source, {"responding": "neuron names", "stimulated": "neuron names"}, ("score", "amplitude")
-        )
-        inputs, splits = self.load()
-        expected = self.submission_template(split)
-        dup = table.duplicated(["responding", "stimulated"])
-        if dup.any():
-            r = table[dup].iloc[0]
-            raise SubmissionError(f"{source}: pair ({r.stimulated} -> {r.responding}) appears more than once")
-        merged = expected.merge(table, on=["responding", "stimulated"], how="left", indicator=True)
-        missing = merged["_merge"] != "both"
-        if missing.any():
-            r = merged[missing].iloc[0]
-            raise SubmissionError(f"{source}: {int(missing.sum())} of {len(expected)} {split} pairs missing, e.g. stimulated {r.stimulated} -> responding {r.responding}")
-        if len(table) != len(expected):
-            extra = table.merge(expected, how="left", indicator=True)
-            r = extra[extra["_merge"] == "left_only"].iloc[0]
-            raise SubmissionError(f"{source}: {len(table) - len(expected)} row(s) are not {split} pairs, e.g. stimulated {r.stimulated} -> responding {r.responding}")
-        return self.score(splits[split], merged["score"].to_numpy(), merged["amplitude"].to_numpy())
+    def read_submission(self, predictions, data: StructureFunctionData, split: str) -> dict[str, np.ndarray]:
+        values = check_table(predictions, SUBMISSION, self.ids(data, split), split)
+        return {"score": values["score"].to_numpy(), "amplitude": values["amplitude"].to_numpy()}

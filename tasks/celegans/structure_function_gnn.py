@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .celegans_structure_function import CONNECTOME_ANNOTATION, Inputs, Pairs
-from .model_utils import single_thread
+from .structure_function import CONNECTOME_ANNOTATION, Inputs, Pairs
+from ..model_utils import single_thread
 
 NEURON_TYPES = ("sensory", "interneuron", "motor", "pharyngeal", "unknown")
 

@@ -8,6 +8,10 @@ on, so each worker holds at most one worm. With ``num_workers > 0`` the worms
 are dealt round-robin to workers; the windows of a worm depend only on the
 seed, the epoch and the worm, so the set of windows does not depend on the
 number of workers.
+
+Importing this module does not import torch: :class:`WindowDataset` (a torch
+class) is built on first access, so the forecast task can read and score
+windows without it.
 """
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-import torch.utils.data as tud
 import zarr
 
 
@@ -128,62 +131,76 @@ def windows_of(trace: np.ndarray, starts: np.ndarray, context: int, horizon: int
     return win[:, :context], win[:, context:]
 
 
-class WindowDataset(tud.IterableDataset):
-    """Seeded batches of training windows, as a torch ``IterableDataset``.
+def _window_dataset_class() -> type:
+    import torch.utils.data as tud
 
-    Each item is ``(context, target, mask)``: float32 (B, context, N),
-    float32 (B, horizon, N) and bool (B, N) (labeled neurons of the worm),
-    all windows of a batch from one worm. With ``compact=True`` only the
-    worm's labeled neurons are cut: ``(context (B, context, n), target
-    (B, horizon, n), neuron_index (n,))``, ``n`` the worm's labeled count
-    (8-190 against 302), which is what makes high window rates possible.
-    ``windows_per_step`` sets how many windows a worm yields per sample of
-    its usable length per epoch.
-    """
+    class WindowDataset(tud.IterableDataset):
+        """Seeded batches of training windows, as a torch ``IterableDataset``.
 
-    def __init__(self, store: RaggedActivity | str | Path, segments: Sequence[Segment], context: int, horizon: int,
-                 batch_size: int = 64, windows_per_step: float = 0.05, seed: int = 0, compact: bool = False):
-        super().__init__()
-        self.store = store if isinstance(store, RaggedActivity) else RaggedActivity(store)
-        span = context + horizon
-        self.segments = [s for s in segments if s.hi - s.lo >= span]
-        self.context, self.horizon, self.batch_size = context, horizon, batch_size
-        self.windows_per_step, self.seed, self.epoch = windows_per_step, seed, 0
-        self.compact = compact
+        Each item is ``(context, target, mask)``: float32 (B, context, N),
+        float32 (B, horizon, N) and bool (B, N) (labeled neurons of the worm),
+        all windows of a batch from one worm. With ``compact=True`` only the
+        worm's labeled neurons are cut: ``(context (B, context, n), target
+        (B, horizon, n), neuron_index (n,))``, ``n`` the worm's labeled count
+        (8-190 against 302), which is what makes high window rates possible.
+        ``windows_per_step`` sets how many windows a worm yields per sample of
+        its usable length per epoch.
+        """
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        def __init__(self, store: RaggedActivity | str | Path, segments: Sequence[Segment], context: int, horizon: int,
+                     batch_size: int = 64, windows_per_step: float = 0.05, seed: int = 0, compact: bool = False):
+            super().__init__()
+            self.store = store if isinstance(store, RaggedActivity) else RaggedActivity(store)
+            span = context + horizon
+            self.segments = [s for s in segments if s.hi - s.lo >= span]
+            self.context, self.horizon, self.batch_size = context, horizon, batch_size
+            self.windows_per_step, self.seed, self.epoch = windows_per_step, seed, 0
+            self.compact = compact
 
-    def n_windows(self, seg: Segment) -> int:
-        usable = seg.hi - seg.lo - self.context - self.horizon + 1
-        return max(1, int(math.ceil(usable * self.windows_per_step)))
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
 
-    def __len__(self) -> int:
-        return sum(math.ceil(self.n_windows(s) / self.batch_size) for s in self.segments)
-
-    def _order(self) -> list[int]:
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return rng.permutation(len(self.segments)).tolist()
-
-    def __iter__(self) -> Iterator[tuple]:
-        order = self._order()
-        info = tud.get_worker_info()
-        if info is not None:
-            order = order[info.id :: info.num_workers]
-        for k in order:
-            seg = self.segments[k]
-            rng = np.random.default_rng([self.seed, self.epoch, k])
-            trace = self.store.worm(seg.worm, seg.lo, seg.hi)
-            mask = self.store.labeled[seg.worm]
-            if self.compact:
-                trace = np.ascontiguousarray(trace[:, mask])
-                neurons = np.flatnonzero(mask)
+        def n_windows(self, seg: Segment) -> int:
             usable = seg.hi - seg.lo - self.context - self.horizon + 1
-            starts = np.sort(rng.integers(0, usable, size=self.n_windows(seg)))
-            for b in range(0, len(starts), self.batch_size):
-                ctx, tgt = windows_of(trace, starts[b : b + self.batch_size], self.context, self.horizon)
-                if self.compact:
-                    yield ctx, tgt, neurons
-                else:
-                    yield ctx, tgt, np.broadcast_to(mask, (len(ctx), mask.size)).copy()
+            return max(1, int(math.ceil(usable * self.windows_per_step)))
 
+        def __len__(self) -> int:
+            return sum(math.ceil(self.n_windows(s) / self.batch_size) for s in self.segments)
+
+        def _order(self) -> list[int]:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            return rng.permutation(len(self.segments)).tolist()
+
+        def __iter__(self) -> Iterator[tuple]:
+            order = self._order()
+            info = tud.get_worker_info()
+            if info is not None:
+                order = order[info.id :: info.num_workers]
+            for k in order:
+                seg = self.segments[k]
+                rng = np.random.default_rng([self.seed, self.epoch, k])
+                trace = self.store.worm(seg.worm, seg.lo, seg.hi)
+                mask = self.store.labeled[seg.worm]
+                if self.compact:
+                    trace = np.ascontiguousarray(trace[:, mask])
+                    neurons = np.flatnonzero(mask)
+                usable = seg.hi - seg.lo - self.context - self.horizon + 1
+                starts = np.sort(rng.integers(0, usable, size=self.n_windows(seg)))
+                for b in range(0, len(starts), self.batch_size):
+                    ctx, tgt = windows_of(trace, starts[b : b + self.batch_size], self.context, self.horizon)
+                    if self.compact:
+                        yield ctx, tgt, neurons
+                    else:
+                        yield ctx, tgt, np.broadcast_to(mask, (len(ctx), mask.size)).copy()
+
+    WindowDataset.__module__, WindowDataset.__qualname__ = __name__, "WindowDataset"  # pickled by name (spawn workers)
+    return WindowDataset
+
+
+def __getattr__(name: str):
+    """``WindowDataset`` is defined (and torch imported) on first access."""
+    if name == "WindowDataset":
+        cls = _window_dataset_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

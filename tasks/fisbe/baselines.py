@@ -367,7 +367,7 @@ class UNetEmbeddingModel:
     Defaults train in well under a minute on 2 CPU cores on small synthetic
     volumes. For the real release use e.g. ``steps=20000, patch=64,
     batch_size=4, base=16`` on a GPU (``hyperparameters=`` of
-    :meth:`~neuroharness.tasks.fisbe_instance_segmentation.FisbeInstanceSegmentation.run_model`).
+    :meth:`~neuroharness.tasks.base.Task.run_model`).
     """
 
     def __init__(self, base: int = 8, depth: int = 2, emb_dim: int = 4, patch: int = 32, batch_size: int = 2,

@@ -1,82 +1,41 @@
 """Task ``fisbe-instance-segmentation``: segment every neuron in 3-D light microscopy.
 
-Given a three-colour multicolor-flip-out (MCFO) confocal volume of the fruit
-fly central nervous system (FlyLight, 0.44 um isotropic, about 400 x 700 x
-700 voxels), output one instance per labeled neuron. Neurons are long, thin
-(a few voxels across) and branching; they cross and overlap, and their
-colour is the main cue that tells them apart. Scored with the FISBe metrics
-(clDice-based matching), after removing predicted instances of 800 voxels
-or fewer as in the benchmark's preset.
+The card (:mod:`.cards`) states the task; this module reads the ``fisbe``
+store (:class:`StoreData`), scores per volume with
+:func:`~neuroharness.metrics.instance_segmentation.evaluate_instances` and
+aggregates (:func:`aggregate`), and reads submissions lazily
+(:class:`PredictionFile`: one volume in memory at a time). Models
+(:mod:`.baselines`) are built from the card's import strings::
 
-Split: as released (``sample_list_per_split.txt``, grouped by transgenic
-line): completely labeled 18 train / 5 val / 7 test volumes, partly labeled
-43 / 12 / 16. Scores are computed on the test volumes of both subsets
-(validation: ``split="val"``); partly labeled volumes are scored in partly
-mode (unmatched predictions lying mainly on unlabeled voxels are not false
-positives). The main score is S of the combined set: the unweighted mean of
-the completely and partly sets' S (FS/FM summed, tp and clDice_TP pooled);
-when the prepared store holds only one subset, that subset's S.
+    model.fit(data, train, val, seed) -> model     # data: the training view, train/val: sample ids
+    model.predict(raw) -> (Z, Y, X) label image    # raw: (3, Z, Y, X) uint16, one volume
 """
 from __future__ import annotations
 
 import math
 import os
-import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 
-from .base import DatasetRef, MetricSpec, ModelSpec, Task, TaskCard, register_task
+from ..base import Task
+from ..submission import check_names
+from .cards import INSTANCE_SEGMENTATION, REFERENCE_ROWS
 
 SUBSETS = ("completely", "partly")
 METRICS = ("S", "avF1", "C", "clDice_TP", "tp", "FS", "FM")
 COUNTS = ("n_gt", "n_pred")
 REMOVE_SMALL = 800  # the benchmark preset drops predicted instances of <= 800 voxels
+ID_COLUMNS = ["sample", "subset", "size_z", "size_y", "size_x"]
 
-_CITE = {
-    "FISBe": "Mais L, Hirsch P, Managan C, Kandarpa R, Rumberger JL, Reinke A, Maier-Hein L, Ihrke G, "
-             "Kainmueller D (2024) FISBe: a real-world benchmark dataset for instance segmentation of "
-             "long-range thin filamentous structures. CVPR 2024, arXiv:2404.00130",
-    "PatchPerPix": "Mais L, Hirsch P, Kainmueller D (2020) PatchPerPix for instance segmentation. ECCV 2020",
-    "Duan et al.": "Duan B, Walker LA, Roossien DH, Shen FY, Cai D, Yan Y (2020) Unsupervised neural tracing in "
-                   "densely labeled multispectral brainbow images. bioRxiv, doi:10.1101/2020.06.07.138941",
-    "FFN": "Januszewski M, Kornfeld J, Li PH, et al. (2018) High-precision automated reconstruction of neurons "
-           "with flood-filling networks. Nat Methods 15:605, doi:10.1038/s41592-018-0049-4",
-}
-_PAPER = "Mais et al. CVPR 2024 (arXiv:2404.00130), official leaderboard"
-
-#: Published baselines on the FISBe v1.0 test set (the official leaderboard,
-#: kainmueller-lab.github.io/fisbe, believed to equal the paper's table).
-#: ``set``: "combined" (completely + partly, 23 volumes) or "completely" (7).
-REFERENCE_ROWS: tuple[dict, ...] = tuple(
-    {"method": m, "set": st, "S": s, "avF1": f, "C": c, "clDice_TP": d, "tp": tp, "FS": fs, "FM": fm,
-     "source": _PAPER, "citation": _CITE["FFN" if m.startswith("FFN") else m]}
-    for st, rows in (
-        ("combined", (("PatchPerPix", .35, .34, .35, .80, .36, 19, 52), ("Duan et al.", .30, .27, .33, .77, .37, 45, 29),
-                      ("FFN+partly", .27, .24, .31, .80, .36, 18, 36), ("FFN", .25, .22, .29, .80, .32, 17, 39))),
-        ("completely", (("PatchPerPix", .34, .29, .40, .81, .45, 3, 4), ("Duan et al.", .28, .23, .33, .81, .38, 6, 1),
-                        ("FFN+partly", .19, .10, .29, .80, .34, 2, 2), ("FFN", .18, .11, .26, .77, .31, 2, 2))),
-    )
-    for m, s, f, c, d, tp, fs, fm in rows
-)
-
-
-def _reference_lines() -> tuple[str, ...]:
-    lines = [f"dataset and metrics: {_CITE['FISBe']}"]
-    for m in dict.fromkeys(r["method"] for r in REFERENCE_ROWS):
-        parts = []
-        for r in (r for r in REFERENCE_ROWS if r["method"] == m):
-            parts.append(f"{r['set']} S {r['S']:.2f}, avF1 {r['avF1']:.2f}, C {r['C']:.2f}, clDice_TP {r['clDice_TP']:.2f}, "
-                         f"tp {r['tp']:.2f}, FS {r['FS']}, FM {r['FM']}")
-        lines.append(f"{m} (test; {_PAPER}): " + "; ".join(parts) + f". Method: {_CITE['FFN' if m.startswith('FFN') else m]}"
-                     + (" (trained on completely + partly)" if m == "FFN+partly" else ""))
-    return tuple(lines)
+__all__ = ["REFERENCE_ROWS", "FisbeInstanceSegmentation", "PredictionFile", "StoreData", "aggregate",
+           "write_predictions"]
 
 
 # -- scoring -----------------------------------------------------------------------
@@ -127,13 +86,14 @@ class PredictionFile:
     ``source``: a ``.npz`` file (read with ``allow_pickle=False``; array
     headers are read without loading the data), a Zarr directory (``.zarr``
     or any folder holding ``.zgroup``/``zarr.json``), a zipped Zarr
-    (``.zip``), or a dict ``{name: array}``. Nothing is ever unpickled and
-    Zarr stores are opened read-only.
+    (``.zip``), or a mapping ``{name: array}``. Nothing is ever unpickled and
+    Zarr stores are opened read-only. ``names`` lists the arrays as stored
+    (a name stored twice appears twice, for :func:`~..submission.check_names`).
     """
 
     def __init__(self, source):
         self._zip = self._group = self._dict = None
-        if isinstance(source, dict):
+        if isinstance(source, Mapping):
             self.name = "predictions"
             self._dict = {str(k): v for k, v in source.items()}
             self.names = list(self._dict)
@@ -151,7 +111,7 @@ class PredictionFile:
                 if bad:
                     raise SubmissionError(f"{path}: member {bad[0]!r} is not a .npy array")
                 self._members = {m[: -len(".npy")]: m for m in members}
-                self.names = list(self._members)
+                self.names = [m[: -len(".npy")] for m in members]
                 return
             import zarr
 
@@ -304,11 +264,18 @@ class StoreData:
     def subset(self, sample: str) -> str:
         return str(self._by.loc[sample, "subset"])
 
+    def without_test(self) -> "StoreData":
+        """The training view: the same store with the test samples left out of the index
+        (their volumes and GT cannot be read through it)."""
+        return StoreData(self.store_path, self.index[self.index["split"] != "test"].reset_index(drop=True))
+
     def shape(self, sample: str) -> tuple[int, int, int]:
         r = self._by.loc[sample]
         return int(r["size_z"]), int(r["size_y"]), int(r["size_x"])
 
     def _array(self, sample: str, name: str):
+        if sample not in self._by.index:
+            raise KeyError(f"sample {sample!r} is not in this view of {self.store_path}")
         try:
             return self._root[sample][name]
         except KeyError:
@@ -337,96 +304,56 @@ class StoreData:
         return g
 
 
-# -- models ---------------------------------------------------------------------------
-def _threshold_cluster(**kw):
-    from .fisbe_baselines import ThresholdClusterModel
-
-    return ThresholdClusterModel(**kw)
-
-
-def _unet_embedding(**kw):
-    from .fisbe_baselines import UNetEmbeddingModel
-
-    return UNetEmbeddingModel(**kw)
-
-
-@register_task
+# -- the task -------------------------------------------------------------------------
 class FisbeInstanceSegmentation(Task):
-    card = TaskCard(
-        name="fisbe-instance-segmentation",
-        version="1.0",
-        title="Segment every neuron in FlyLight MCFO light microscopy (FISBe)",
-        description=" ".join(__doc__.split("\n\n")[1].split()),
-        datasets=(DatasetRef("fisbe", "1.0"),),
-        split=" ".join(__doc__.split("\n\n")[2].split()).removeprefix("Split: "),
-        inputs=("raw (3, Z, Y, X) uint16: the three MCFO colour channels (12-bit values), 0.44 um isotropic voxels; "
-                "training and validation volumes come with gt_instances"),
-        targets=("one instance per labeled neuron, as a (Z, Y, X) integer label image (0 = background) or a "
-                 "(N, Z, Y, X) stack of instance channels (overlapping neurons allowed)"),
-        metrics=(
-            MetricSpec("S", True, "0.5 avF1 + 0.5 C; combined set = mean of the completely and partly sets"),
-            MetricSpec("avF1", True, "F1 of greedy one-to-one clDice matching, mean over thresholds 0.1..0.9, counts pooled over volumes"),
-            MetricSpec("C", True, "coverage: mean over GT neurons of the skeleton fraction covered by the predictions assigned to it"),
-            MetricSpec("clDice_TP", True, "mean clDice of the true-positive matches at threshold 0.5"),
-            MetricSpec("tp", True, "true positives at clDice 0.5 / number of GT neurons"),
-            MetricSpec("FS", False, "false splits: extra predictions matched to a GT neuron (many-to-many, clRecall > 0.05)"),
-            MetricSpec("FM", False, "false merges: extra GT neurons matched to a prediction (many-to-many, clRecall > 0.1)"),
-            MetricSpec("completely/S", True, "S of the completely labeled test volumes"),
-            MetricSpec("partly/S", True, "S of the partly labeled test volumes (partly mode)"),
-        ),
-        main_metric="S",
-        seeds=(0, 1, 2),
-        chance={"S": "0 (an empty prediction scores S = 0: no match and no coverage)", "FS": "0", "FM": "0"},
-        submission=(
-            "one array per test sample, named by the sample id, in one .npz (no pickle), .zarr folder or zipped Zarr "
-            "(.zip): a (Z, Y, X) integer label image (0 = background) or a (N, Z, Y, X) integer/bool stack of instance "
-            "channels, (Z, Y, X) = the sample's raw volume shape; no float dtypes, no negative labels. "
-            "`neuroharness tasks template fisbe-instance-segmentation ids.parquet` lists the samples and shapes; "
-            "neuroharness.tasks.fisbe_instance_segmentation.write_predictions(path, {sample: array}) writes the file"
-        ),
-        references=_reference_lines(),
-    )
-    models: ClassVar[dict[str, ModelSpec]] = {
-        "threshold-cluster": ModelSpec(
-            "threshold-cluster", _threshold_cluster,
-            "no learning, CPU: blur + per-volume normalisation, foreground threshold, k-means on chromaticity of "
-            "foreground voxels with merged centres, 26-connected components per colour cluster, size filter (> 800)"),
-        "unet-embedding": ModelSpec(
-            "unet-embedding", _unet_embedding,
-            "small 3-D U-Net (foreground + 4-D embedding, discriminative loss) trained on random patches; "
-            "foreground embeddings clustered, 26-connected components, size filter (> 800)"),
-    }
-    #: Published baselines' test scores (see :data:`REFERENCE_ROWS`).
+    """Models: ``fit(data, train, val, seed)`` on the training view, ``predict(raw) -> labels`` per volume.
+
+    Predictions are ``{sample: array}`` (or a :class:`PredictionFile`);
+    :meth:`score_model` predicts and scores one volume at a time, since a
+    real volume is ~180 M voxels.
+    """
+
+    card = INSTANCE_SEGMENTATION
+    cache_size = 1
+    #: Published baselines' test scores (see :data:`~.cards.REFERENCE_ROWS`).
     reference_rows = REFERENCE_ROWS
 
-    _cache: tuple | None = None
+    def dataset_checksums(self, options) -> dict[str, str]:
+        """The fisbe store's ``content_sha256`` (the task reads every sample), from its metadata."""
+        from neuroharness.loaders import get_loader
 
-    def load(self) -> StoreData:
+        return {"fisbe": get_loader("fisbe").content_sha256(self.card.datasets[0].version)}
+
+    def load(self, options) -> StoreData:
         """Open the prepared ``fisbe`` store (preparing it if needed) and its sample index."""
         from neuroharness.loaders import get_loader
         from neuroharness.loaders.fisbe import open_fisbe, sample_index
 
         version = self.card.datasets[0].version
-        tree = open_fisbe(version)
-        key = tree.attrs.get("content_sha256")
-        if self._cache is None or self._cache[0] != key:
-            path = str(get_loader("fisbe").store_path(version))
-            index = sample_index(tree)
-            if "sample" not in index.columns:  # sample ids as the index
-                index = index.rename_axis("sample").reset_index()
-            self._cache = (key, StoreData(path, index.reset_index(drop=True)))
-        return self._cache[1]
+        index = sample_index(open_fisbe(version))
+        if "sample" not in index.columns:  # sample ids as the index
+            index = index.rename_axis("sample").reset_index()
+        return StoreData(str(get_loader("fisbe").store_path(version)), index.reset_index(drop=True))
 
-    def dataset_checksums(self) -> dict[str, str]:
-        self.load()
-        return {"fisbe": self._cache[0]}
+    def describe_data(self, data: StoreData) -> str:
+        counts = data.index.groupby(["subset", "split"]).size()
+        return f"{data.store_path}: " + ", ".join(f"{n} {sub} {sp}" for (sub, sp), n in counts.items())
 
-    def submission_template(self, split: str = "test") -> pd.DataFrame:
-        """The samples a submission must cover on ``split``, with their subset and (Z, Y, X) shape."""
-        data = self.load()
+    def ids(self, data: StoreData, split: str) -> pd.DataFrame:
+        """The samples of ``split`` with their subset and (Z, Y, X) shape, in store order."""
         ix = data.index
-        rows = ix[ix["split"] == self.check_split(split)]
-        return rows[["sample", "subset", "size_z", "size_y", "size_x"]].reset_index(drop=True)
+        return ix.loc[ix["split"] == split, ID_COLUMNS].reset_index(drop=True)
+
+    def fit(self, model, data: StoreData, seed: int):
+        train, val = data.samples("train"), data.samples("val")
+        if not train:
+            raise NeuroharnessError(f"task {self.name}: the prepared fisbe store holds no train samples "
+                                    f"({self.describe_data(data)}); models need some")
+        return model.fit(data.without_test(), train, val, seed)
+
+    def predict(self, model, data: StoreData, split: str) -> dict[str, np.ndarray]:
+        """``{sample: label image}`` of every volume of ``split`` (all in memory: see :meth:`score_model`)."""
+        return {s: model.predict(data.raw(s)) for s in data.samples(split)}
 
     def score_volume(self, data: StoreData, sample: str, pred: np.ndarray) -> dict:
         """evaluate_instances of one prediction against the sample's GT (partly mode for partly samples)."""
@@ -435,56 +362,41 @@ class FisbeInstanceSegmentation(Task):
         return evaluate_instances(data.gt(sample), pred, partly=data.subset(sample) == "partly",
                                   remove_small=REMOVE_SMALL)
 
-    def evaluate(self, predictions, split: str = "test") -> dict:
-        """Score a submission (path or ``{sample: array}``) on ``split`` ('test' or 'val')."""
-        data = self.load()
-        expected = data.samples(self.check_split(split))
-        if not expected:
-            raise SubmissionError(f"the prepared fisbe store holds no {split} samples")
-        with PredictionFile(predictions) as pf:
-            src = pf.name
-            unknown = [n for n in pf.names if n not in expected]
-            if unknown:
-                raise SubmissionError(f"{src}: array {unknown[0]!r} is not a {split} sample of the prepared store; "
-                                      f"expected one array per sample: {', '.join(expected)}")
-            missing = [s for s in expected if s not in pf.names]
-            if missing:
-                raise SubmissionError(f"{src}: no array for {len(missing)} of {len(expected)} {split} samples: "
-                                      f"{', '.join(missing)}")
-            for s in expected:
-                check_prediction_header(src, s, *pf.header(s), data.shape(s))
-            per_sample = {}
-            for s in expected:
-                pred = pf.load(s)
-                check_prediction_header(src, s, pred.shape, pred.dtype, data.shape(s))
-                check_prediction_values(src, s, pred)
-                per_sample[s] = self.score_volume(data, s, pred)
-                del pred
+    def _score(self, data: StoreData, split: str, volume, source: str) -> dict:
+        """:func:`aggregate` over the samples of ``split``; ``volume(sample)`` gives one prediction at a time."""
+        expected = data.samples(split)
+        per_sample = {}
+        for s in expected:
+            pred = volume(s)
+            check_prediction_header(source, s, pred.shape, pred.dtype, data.shape(s))
+            check_prediction_values(source, s, pred)
+            per_sample[s] = self.score_volume(data, s, pred)
+            del pred
+        # aggregate's main_score (= S, first key) is what the base would add; kept so that the key order of
+        # evaluate's output and of records is today's
         return aggregate(per_sample, {s: data.subset(s) for s in expected})
 
-    def run_model(self, model_name: str, seed: int, hyperparameters: dict | None = None) -> dict:
-        """Fit ``model_name`` on the train volumes, predict and score the test volumes.
+    def score(self, data: StoreData, split: str, predictions) -> dict:
+        """Metrics of ``predictions`` (``{sample: array}`` or a :class:`PredictionFile`) on ``split``.
 
-        ``hyperparameters`` override the registered ones (e.g. ``{"steps": 20000,
-        "patch": 64}`` for ``unet-embedding`` on the real release).
-        """
-        from .model_utils import describe
+        Keeps the ``note`` of a one-subset store and NaN clDice_TP (no TP at 0.5)."""
+        with (predictions if isinstance(predictions, PredictionFile) else PredictionFile(predictions)) as pf:
+            return self._score(data, split, pf.load, pf.name)
 
-        spec = self.get_model(model_name)
-        data = self.load()
-        train, val, test = (data.samples(s) for s in ("train", "val", "test"))
-        if not train or not test:
-            raise NeuroharnessError(f"the prepared fisbe store holds {len(train)} train and {len(test)} test samples; "
-                                    "run_model needs both")
-        model = spec.factory(**{**spec.hyperparameters, **(hyperparameters or {})})
-        t0 = time.perf_counter()
-        model.fit(data, train, val, seed)
-        per_sample = {}
-        for s in test:
-            per_sample[s] = self.score_volume(data, s, model.predict(data.raw(s)))
-        wall = time.perf_counter() - t0
-        metrics = aggregate(per_sample, {s: data.subset(s) for s in test})
-        # records hold finite numbers only: drop the note and NaN clDice_TP (no TP at 0.5)
-        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        return {"metrics": metrics, "validation_metrics": {}, "n_parameters": int(model.n_parameters),
-                "hyperparameters": describe(model), "fit_predict_seconds": wall}
+    def score_model(self, model, data: StoreData, split: str) -> dict:
+        """Predict and score one volume at a time; finite numbers only (what records hold)."""
+        metrics = self._score(data, split, lambda s: model.predict(data.raw(s)), f"model {type(model).__name__}")
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+    def read_submission(self, predictions, data: StoreData, split: str) -> PredictionFile:
+        """Open a submission (path or ``{sample: array}``) lazily and check its names and array headers."""
+        pf = PredictionFile(predictions)
+        try:
+            expected = data.samples(split)
+            check_names(pf.names, expected, pf.name, split, "samples")
+            for s in expected:
+                check_prediction_header(pf.name, s, *pf.header(s), data.shape(s))
+        except BaseException:
+            pf.close()
+            raise
+        return pf

@@ -6,7 +6,7 @@ ops (no Python loop over nodes), and the result feeds ``SAGEConv`` directly.
 
 Usage::
 
-    from neuroharness.tasks.neighbor_sampling import (
+    from neuroharness.tasks.graph.neighbor_sampling import (
         CSRGraph, SAGE, sample_subgraph, seed_batches, layerwise_inference)
 
     graph = CSRGraph.from_edge_index(edge_index, num_nodes)   # (2, E), both directions for undirected

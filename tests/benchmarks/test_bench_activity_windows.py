@@ -51,7 +51,7 @@ def full(tmp_path_factory):
 
 
 def _dataset(store_path, worms=None, compact=False):
-    from neuroharness.tasks.windows import RaggedActivity, Segment, WindowDataset
+    from neuroharness.tasks.celegans.windows import RaggedActivity, Segment, WindowDataset
 
     store = RaggedActivity(store_path)
     worms = range(len(store)) if worms is None else worms
@@ -84,7 +84,7 @@ def test_windows_pandas(benchmark, full):
     import pandas as pd
 
     from neuroharness.loaders.celegans import canonical_name, neuron_names
-    from neuroharness.tasks.windows import windows_of
+    from neuroharness.tasks.celegans.windows import windows_of
 
     parquet, store_path = full
     store, ds = _dataset(store_path, worms=range(0, 912, 57))  # 16 worms across sources

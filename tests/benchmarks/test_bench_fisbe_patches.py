@@ -38,7 +38,7 @@ def store(tmp_path_factory):
 
 
 def _dataset(path, **kw):
-    from neuroharness.tasks.patches import PatchDataset, store_samples
+    from neuroharness.tasks.fisbe.patches import PatchDataset, store_samples
 
     return PatchDataset(path, store_samples(path, "train"), patch=PATCH, n_patches=N_PATCHES, foreground_p=0.5, seed=0, **kw)
 

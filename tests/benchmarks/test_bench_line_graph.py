@@ -1,4 +1,4 @@
-"""Benchmark: vectorized line graph (``tasks/line_graph.py``) up to whole-brain size.
+"""Benchmark: vectorized line graph (``tasks/graph/line_graph.py``) up to whole-brain size.
 
 The default test run skips these (``addopts`` has ``--benchmark-skip``). Run them with::
 
@@ -22,7 +22,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from neuroharness.tasks.line_graph import line_graph
+from neuroharness.tasks.graph.line_graph import line_graph
 
 WHOLE_BRAIN_NODES = 3_538_495
 LIMIT_S, LIMIT_BYTES = 30.0, 6 * 1024**3

@@ -1,4 +1,4 @@
-"""Benchmark: spatial negative sampling (``tasks/negative_sampling.py``) up to whole-brain size.
+"""Benchmark: spatial negative sampling (``tasks/graph/negative_sampling.py``) up to whole-brain size.
 
 The default test run skips these (``addopts`` has ``--benchmark-skip``). Run them with::
 
@@ -23,7 +23,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from neuroharness.tasks.negative_sampling import spatial_delta, spatial_negatives
+from neuroharness.tasks.graph.negative_sampling import spatial_delta, spatial_negatives
 
 WHOLE_BRAIN_NODES = 3_538_495
 LIMIT_S, LIMIT_BYTES = 60.0, 6 * 1024**3

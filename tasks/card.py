@@ -1,0 +1,154 @@
+"""Declarative task cards: what a task is, without importing how it runs.
+
+A card names the datasets, split, metrics, options, chance levels and
+baseline models of a task. Models and the task implementation are import
+strings (``"package.module:attribute"``), so listing or describing tasks
+imports neither torch nor numba. Cards check themselves when they are
+defined: a card that names an unknown main metric, a chance level of no
+metric, or an option default outside its choices cannot be created.
+
+This module imports only the standard library.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class CardError(ValueError):
+    """A task card that contradicts itself (raised when the card is defined)."""
+
+
+def import_object(spec: str) -> Any:
+    """The object named by ``"package.module:attribute"`` (attribute may be dotted)."""
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise CardError(f"import string {spec!r}: expected 'package.module:attribute'")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset (by registered name) and the version of it a task reads."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """A named setting of a task (e.g. which graph it runs on).
+
+    Options are part of what makes records comparable: the runner writes the
+    resolved values into each record and leaderboards never rank records whose
+    options differ. The default lives here and nowhere else.
+    """
+
+    default: str
+    description: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A baseline model: ``factory(**hyperparameters)`` builds an unfitted model.
+
+    ``factory`` is an import string (``"package.module:Class"``), imported only
+    when the model is built, or a callable (for models defined at run time).
+    """
+
+    name: str
+    factory: str | Callable[..., Any]
+    description: str
+    hyperparameters: dict = field(default_factory=dict)
+
+    def resolve_factory(self) -> Callable[..., Any]:
+        return import_object(self.factory) if isinstance(self.factory, str) else self.factory
+
+    def build(self, **overrides):
+        """An unfitted model with the card's hyperparameters, ``overrides`` on top."""
+        return self.resolve_factory()(**{**self.hyperparameters, **overrides})
+
+
+_TEXT_FIELDS = ("name", "version", "title", "description", "split", "inputs", "targets", "submission")
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """Everything needed to state, reproduce and compare results on a task.
+
+    Bump ``version`` whenever the split, targets or metrics change: records
+    of different versions are never ranked together. ``implementation`` is
+    the import string of the :class:`~neuroharness.tasks.base.Task` subclass
+    that runs the card.
+    """
+
+    name: str
+    version: str
+    title: str
+    description: str
+    datasets: tuple[DatasetRef, ...]
+    split: str
+    inputs: str
+    targets: str
+    metrics: tuple[MetricSpec, ...]
+    main_metric: str
+    implementation: str
+    models: tuple[ModelSpec, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2)
+    chance: dict[str, str] = field(default_factory=dict)
+    submission: str = ""
+    references: tuple[str, ...] = ()
+    options: dict[str, TaskOption] = field(default_factory=dict)
+
+    def __post_init__(self):
+        where = f"task card {self.name!r}"
+        for key in _TEXT_FIELDS:
+            value = getattr(self, key)
+            if not isinstance(value, str) or (key != "submission" and not value.strip()):
+                raise CardError(f"{where}: field {key} must be a non-empty string, got {value!r}")
+        if not self.datasets or not all(isinstance(d, DatasetRef) for d in self.datasets):
+            raise CardError(f"{where}: datasets must be a non-empty tuple of DatasetRef")
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise CardError(f"{where}: metric names repeat: {names}")
+        if self.main_metric not in names:
+            raise CardError(f"{where}: main_metric {self.main_metric!r} is not one of its metrics {names}")
+        stray = sorted(set(self.chance) - set(names))
+        if stray:
+            raise CardError(f"{where}: chance levels for {stray}, which are not metrics of the card {names}")
+        for key, opt in self.options.items():
+            if opt.choices is not None and opt.default not in opt.choices:
+                raise CardError(f"{where}: option {key} default {opt.default!r} is not among its choices {opt.choices}")
+        models = [m.name for m in self.models]
+        if len(set(models)) != len(models):
+            raise CardError(f"{where}: model names repeat: {models}")
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds) or not self.seeds:
+            raise CardError(f"{where}: seeds must be a non-empty tuple of integers, got {self.seeds!r}")
+        if ":" not in self.implementation:
+            raise CardError(f"{where}: implementation {self.implementation!r} is not 'package.module:Class'")
+
+    @property
+    def higher_is_better(self) -> bool:
+        return next(m.higher_is_better for m in self.metrics if m.name == self.main_metric)
+
+    @property
+    def model_specs(self) -> dict[str, ModelSpec]:
+        return {m.name: m for m in self.models}
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["models"] = {m.name: m.description for m in self.models}
+        return out

@@ -1,0 +1,1 @@
+"""C. elegans tasks: structure-function (connectome -> signal propagation) and activity forecasting."""

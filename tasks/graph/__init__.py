@@ -1,0 +1,1 @@
+"""Generic graph pieces shared by task families: negative sampling, neighbour sampling, line graphs."""
