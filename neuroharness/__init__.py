@@ -4,8 +4,12 @@
 >>> ds = nh.open_dataset("celegans-connectome")       # xarray.Dataset, lazy
 >>> task = nh.get_task("celegans-structure-function")
 >>> task.evaluate(predictions)["main_score"]
+
+Messages go to the ``logging`` logger ``"neuroharness"`` and show only if you
+configure logging or call ``neuroharness.progress.set_quiet(False)``; progress
+bars show in terminals and notebooks (see :mod:`neuroharness.progress`).
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def open_dataset(name: str, version: str | None = None):

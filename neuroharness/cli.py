@@ -1,4 +1,15 @@
-"""The ``neuroharness`` command line: datasets, tasks, run, evaluate, leaderboard."""
+"""The ``neuroharness`` command line: datasets, tasks, run, evaluate, leaderboard.
+
+One handler function per subcommand (``cmd_<group>_<action>``). Each handler
+checks its arguments first and raises :class:`~neuroharness.errors.UsageError`
+for a bad command-line value before any data is read or written; problems found
+in data raise the other :class:`~neuroharness.errors.NeuroharnessError` types.
+:func:`main` prints them as ``usage error: ...`` or ``error: ...`` (exit 2).
+
+Listing and describing (``tasks list``, ``tasks info``, ``datasets list``,
+``--help``) read only the light cards: they import neither numpy, xarray,
+torch nor numba. Every other import happens inside the handler that needs it.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,34 +18,166 @@ import sys
 import textwrap
 from pathlib import Path
 
-from neuroharness.errors import NeuroharnessError
+from neuroharness.errors import NeuroharnessError, UnknownNameError, UsageError
 from neuroharness.progress import set_quiet
 
+# argparse texts are literals, not __doc__, so that `python -OO -m neuroharness.cli` works
+DESCRIPTION = "The neuroharness command line: datasets, tasks, run, evaluate, leaderboard."
 
-def _datasets(args) -> int:
-    from neuroharness.loaders import get_loader, list_datasets
 
-    if args.action == "list":
-        for name in list_datasets():
-            loader = get_loader(name)
-            state = "prepared" if loader.store_path().exists() else "not prepared"
-            print(f"{name:<24} v{loader.version:<5} {state:<13} {loader.title}")
-        return 0
-    if args.action == "prepare":
-        for opt, value in (("--source", args.source), ("--only", args.only)):
-            if value and len(args.names) > 1:
-                raise NeuroharnessError(f"{opt} applies to one dataset; got {len(args.names)}: {', '.join(args.names)}")
-        for name in args.names:
-            print(get_loader(name).prepare(args.source, force=args.force, only=args.only))
-        return 0
-    # info
-    for name in args.names:
-        loader = get_loader(name)
-        card = loader.card()
+# -- argument helpers ---------------------------------------------------------------
+def _task_card(name: str):
+    """The card of task ``name``; an unknown name is a usage error that lists the valid ones."""
+    from neuroharness.tasks import get_card
+
+    try:
+        return get_card(name)
+    except UnknownNameError as e:
+        raise UsageError(str(e)) from None
+
+
+def _dataset_card(name: str):
+    from neuroharness.loaders import get_card
+
+    try:
+        return get_card(name)
+    except UnknownNameError as e:
+        raise UsageError(str(e)) from None
+
+
+def _key_values(items, flag: str, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings as a dict; malformed or repeated keys are usage errors."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} {example}")
+        if key in out:
+            raise UsageError(f"{flag} {key}: given twice ({out[key]!r} and {value!r}); give each key once")
+        out[key] = value
+    return out
+
+
+def _task_options(card, args) -> dict[str, str]:
+    """``--option KEY=VALUE`` arguments, checked against the card's options (no task import)."""
+    given = _key_values(getattr(args, "option", None), "--option", "graph=BALBc_no1")
+    for key, value in given.items():
+        if key not in card.options:
+            valid = ", ".join(sorted(card.options)) or "none"
+            raise UsageError(f"task {card.name} has no option {key!r}; valid options: {valid}")
+        choices = card.options[key].choices
+        if choices is not None and value not in choices:
+            raise UsageError(f"task {card.name} option {key}={value!r}: expected one of {', '.join(choices)}")
+    return given
+
+
+def _json_or_str(value: str):
+    """A JSON literal (``3``, ``1e-3``, ``true``, ``null``, ``[1, 2]``, ``"x"``) when it parses, else the string."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _hyperparameters(args) -> dict:
+    raw = _key_values(getattr(args, "hyperparameter", None), "--hyperparameter", "epochs=50")
+    return {k: _json_or_str(v) for k, v in raw.items()}
+
+
+def _check_hyperparameters(card, models: list[str], hyperparameters: dict) -> None:
+    """Every override must be a parameter of every chosen model's factory (imports the model modules)."""
+    import inspect
+
+    if not hyperparameters:
+        return
+    for name in models:
+        factory = card.model_specs[name].resolve_factory()
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # builtins without a signature: let the factory decide
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        accepted = [k for k, p in params.items()
+                    if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        for key in hyperparameters:
+            if key not in accepted:
+                raise UsageError(f"--hyperparameter {key}: model {name} of task {card.name} has no hyperparameter "
+                                 f"{key!r}; valid hyperparameters: {', '.join(accepted) or 'none'}")
+
+
+def _models(card, given: list[str]) -> list[str]:
+    specs = card.model_specs
+    if "all" in given:
+        if len(given) > 1:
+            raise UsageError(f"--model all runs every model; got it together with {', '.join(m for m in given if m != 'all')}")
+        return list(specs)
+    for m in given:
+        if m not in specs:
+            raise UsageError(str(UnknownNameError("model", m, specs)))
+    return list(dict.fromkeys(given))
+
+
+def _seeds(card, given: list[int] | None) -> list[int]:
+    if given is None:
+        return list(card.seeds)
+    bad = [s for s in given if s < 0]
+    if bad:
+        raise UsageError(f"--seeds {' '.join(map(str, given))}: seed {bad[0]} is negative; expected integers >= 0")
+    repeated = sorted({s for s in given if given.count(s) > 1})
+    if repeated:
+        raise UsageError(f"--seeds {' '.join(map(str, given))}: seed {repeated[0]} is given twice; "
+                         "each seed writes one record")
+    return list(given)
+
+
+def _output_file(path: str, flag: str, suffixes: tuple[str, ...] | None = None) -> Path:
+    """An output file path: not an existing folder, with one of ``suffixes``."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {p}: is a folder; expected a file name")
+    if suffixes and p.suffix not in suffixes:
+        raise UsageError(f"{flag} {p}: unsupported format {p.suffix or '(no suffix)'!r}; use {' or '.join(suffixes)}")
+    return p
+
+
+def _existing(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{p}: no such file or folder ({what})")
+    return p
+
+
+def _fill(key: str, value, width: int) -> str:
+    return f"{key + ':':<{width}} " + textwrap.fill(str(value), 100, subsequent_indent=" " * (width + 1))
+
+
+# -- datasets ---------------------------------------------------------------------------
+def cmd_datasets_list(args) -> int:
+    """Registered datasets, from their cards and the cache layout (no numpy/xarray import)."""
+    from neuroharness.loaders import get_card, list_datasets
+    from neuroharness.loaders.cache import store_path
+
+    for name in list_datasets():
+        card = get_card(name)
+        state = "prepared" if store_path(name, card.version).exists() else "not prepared"
+        print(f"{name:<24} v{card.version:<5} {state:<13} {card.title}")
+    return 0
+
+
+def cmd_datasets_info(args) -> int:
+    cards = [_dataset_card(name) for name in args.names]
+    from neuroharness.loaders import get_loader
+
+    for card in cards:
+        info = card.to_dict()
         for key in ("name", "version", "title", "description", "license", "citation", "homepage"):
-            print(f"{key + ':':<12} " + textwrap.fill(str(card[key]), 100, subsequent_indent=" " * 13))
+            print(_fill(key, info[key], 12))
+        loader = get_loader(card.name)
         path = loader.store_path()
-        print(f"{'store:':<12} {path}{'' if path.exists() else ' (not prepared: run neuroharness datasets prepare ' + name + ')'}")
+        hint = "" if path.exists() else f" (not prepared: run neuroharness datasets prepare {card.name})"
+        print(f"{'store:':<12} {path}{hint}")
         if path.exists():
             ds = loader.open()
             print(f"{'source:':<12} {ds.attrs.get('source')}")
@@ -45,68 +188,88 @@ def _datasets(args) -> int:
     return 0
 
 
-def _options(args) -> dict[str, str]:
-    """``--option KEY=VALUE`` arguments as a dict."""
-    out = {}
-    for item in getattr(args, "option", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise NeuroharnessError(f"--option {item!r}: expected KEY=VALUE, e.g. --option graph=BALBc_no1")
-        out[key] = value
-    return out
+def cmd_datasets_prepare(args) -> int:
+    cards = [_dataset_card(name) for name in args.names]
+    for flag, value in (("--source", args.source), ("--only", args.only)):
+        if value and len(cards) > 1:
+            raise UsageError(f"{flag} applies to one dataset; got {len(cards)}: {', '.join(args.names)}")
+    if args.only is not None and not cards[0].parts:
+        raise UsageError(f"dataset {cards[0].name} cannot be prepared in parts; only={sorted(set(args.only))} (--only) "
+                         "applies to datasets made of selectable parts, e.g. the graphs of vesselgraph")
+    from neuroharness.loaders import get_loader
+
+    for card in cards:
+        print(get_loader(card.name).prepare(args.source, force=args.force, only=args.only))
+    return 0
 
 
-def _tasks(args) -> int:
-    from neuroharness.tasks import get_task, list_tasks
+# -- tasks ------------------------------------------------------------------------------
+def cmd_tasks_list(args) -> int:
+    """Registered tasks, from their cards (no task module import)."""
+    from neuroharness.tasks import get_card, list_tasks
 
-    if args.action == "list":
-        names = list_tasks()
-        width = max(map(len, names), default=0)
-        for name in names:
-            t = get_task(name)
-            print(f"{name:<{width}}  v{t.card.version:<5} {t.card.title}")
-        return 0
-    task = get_task(args.name)
-    if args.action == "template":
-        from neuroharness.tasks.submission import write_table
+    names = list_tasks()
+    width = max(map(len, names), default=0)
+    for name in names:
+        card = get_card(name)
+        print(f"{name:<{width}}  v{card.version:<5} {card.title}")
+    return 0
 
-        path = write_table(task.submission_template(args.split, **task.resolve_options(_options(args))), args.out)
-        print(path)
-        return 0
-    card = task.card.to_dict()
+
+def cmd_tasks_info(args) -> int:
+    """The card of one task (no task module import)."""
+    card = _task_card(args.name)
+    info = card.to_dict()
     if args.json:
-        card["models"] = {k: m.description for k, m in task.models.items()}
-        print(json.dumps(card, indent=2))
+        print(json.dumps(info, indent=2))
         return 0
-    for key in ("name", "version", "title", "description", "split", "inputs", "targets", "main_metric", "seeds", "chance", "submission"):
-        print(f"{key + ':':<13} " + textwrap.fill(str(card[key]), 100, subsequent_indent=" " * 14))
-    print("datasets:     " + ", ".join(f"{d['name']} {d['version']}" for d in card["datasets"]))
+    for key in ("name", "version", "title", "description", "split", "inputs", "targets", "main_metric", "seeds",
+                "chance", "submission"):
+        print(_fill(key, info[key], 13))
+    print("datasets:     " + ", ".join(f"{d.name} {d.version}" for d in card.datasets))
     print("metrics:")
-    for m in task.card.metrics:
+    for m in card.metrics:
         print(f"  {m.name:<20} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
-    if task.card.options:
+    if card.options:
         print("options:")
-        for key, opt in task.card.options.items():
+        for key, opt in card.options.items():
             choices = f"; one of {', '.join(opt.choices)}" if opt.choices else ""
             print(f"  {key:<20} default {opt.default!r}{choices}; {opt.description}")
     print("models:")
-    for name, m in task.models.items():
-        print(f"  {name:<20} {m.description}")
-    for ref in task.card.references:
+    for m in card.models:
+        print(f"  {m.name:<20} {m.description}")
+    for ref in card.references:
         print(f"reference:    {ref}")
     return 0
 
 
-def _run(args) -> int:
-    from neuroharness.leaderboards.runner import run
+def cmd_tasks_template(args) -> int:
+    card = _task_card(args.name)
+    options = _task_options(card, args)
+    out = _output_file(args.out, "OUT", (".parquet", ".npz"))
     from neuroharness.tasks import get_task
+    from neuroharness.tasks.submission import write_table
 
-    task = get_task(args.task)
-    models = list(task.models) if args.model == ["all"] else args.model
+    template = get_task(card.name).submission_template(args.split, options=options)
+    print(write_table(template, out))
+    return 0
+
+
+# -- run, evaluate, leaderboard -------------------------------------------------------------
+def cmd_run(args) -> int:
+    card = _task_card(args.task)
+    options = _task_options(card, args)
+    models = _models(card, args.model)
+    seeds = _seeds(card, args.seeds)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; expected a folder for the records (it is created if missing)")
+    hyperparameters = _hyperparameters(args)
+    _check_hyperparameters(card, models, hyperparameters)
+    from neuroharness.leaderboards.runner import run
+
     for m in models:
-        task.get_model(m)
-    for m in models:
-        for p in run(args.task, m, args.seeds, args.out, options=_options(args)):
+        for p in run(card.name, m, seeds, out, options=options, hyperparameters=hyperparameters or None):
             print(p)
     return 0
 
@@ -137,75 +300,89 @@ def _metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def _evaluate(args) -> int:
+def cmd_evaluate(args) -> int:
+    card = _task_card(args.task)
+    options = _task_options(card, args)
+    predictions = _existing(args.predictions, "the predictions to score")
+    out = _output_file(args.out, "--out") if args.out else None
     from neuroharness.tasks import get_task
 
-    task = get_task(args.task)
-    metrics = task.evaluate(args.predictions, split=args.split, **task.resolve_options(_options(args)))
+    metrics = get_task(card.name).evaluate(predictions, split=args.split, options=options)
     text = json.dumps(metrics, indent=2)
     # grouped results (per subset, per sample) read better as a table; --json keeps the raw output
     print(text if args.json or not any("/" in k for k in metrics) else _metrics_table(metrics))
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
     return 0
 
 
-def _leaderboard(args) -> int:
+def cmd_leaderboard(args) -> int:
+    card = _task_card(args.task)
+    options = _task_options(card, args)
+    results = _existing(args.results, "--results: the folder of records") if args.results else None
     from neuroharness.leaderboards import official_dir, table
     from neuroharness.leaderboards.records import read_records
-    from neuroharness.tasks import get_task
 
-    get_task(args.task)
-    results = args.results or official_dir(args.task)
-    print(table.render(table.build(read_records(results), task=args.task, options=_options(args)), args.format), end="")
+    records = read_records(results or official_dir(card.name))
+    print(table.render(table.build(records, task=card.name, options=options), args.format), end="")
     return 0
 
 
+# -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from neuroharness import __version__
 
-    p = argparse.ArgumentParser(prog="neuroharness", description=__doc__)
+    p = argparse.ArgumentParser(prog="neuroharness", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"neuroharness {__version__}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # -q is accepted after the verb too; SUPPRESS keeps a top-level -q from being reset
     quiet = argparse.ArgumentParser(add_help=False)
-    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or status lines")
+    quiet.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="no progress bars or status lines")
     option = argparse.ArgumentParser(add_help=False)
     option.add_argument("--option", action="append", metavar="KEY=VALUE",
                         help="set a task option (see `tasks info TASK`); repeatable")
 
     d = sub.add_parser("datasets", parents=[quiet], help="list, describe and prepare datasets")
-    dsub = d.add_subparsers(dest="action", required=True)
-    dsub.add_parser("list", parents=[quiet], help="registered datasets and whether they are prepared")
+    dsub = d.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dl = dsub.add_parser("list", parents=[quiet], help="registered datasets and whether they are prepared")
+    dl.set_defaults(func=cmd_datasets_list)
     di = dsub.add_parser("info", parents=[quiet], help="dataset card and, if prepared, a summary")
     di.add_argument("names", nargs="+", metavar="NAME")
+    di.set_defaults(func=cmd_datasets_info)
     dp = dsub.add_parser("prepare", parents=[quiet], help="fetch, verify and homogenize into the cache")
     dp.add_argument("names", nargs="+", metavar="NAME")
     dp.add_argument("--source", help="local copy (file or folder) or URL to use instead of the default source")
     dp.add_argument("--only", nargs="+", metavar="PART",
                     help="prepare only these parts of a dataset made of parts (vesselgraph: graph names, e.g. BALBc_no1)")
     dp.add_argument("--force", action="store_true", help="rebuild even if the store exists")
-    d.set_defaults(func=_datasets)
+    dp.set_defaults(func=cmd_datasets_prepare)
 
     t = sub.add_parser("tasks", parents=[quiet], help="list and describe tasks")
-    tsub = t.add_subparsers(dest="action", required=True)
-    tsub.add_parser("list", parents=[quiet])
+    tsub = t.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tl = tsub.add_parser("list", parents=[quiet], help="registered tasks")
+    tl.set_defaults(func=cmd_tasks_list)
     ti = tsub.add_parser("info", parents=[quiet], help="the task card")
     ti.add_argument("name", metavar="TASK")
     ti.add_argument("--json", action="store_true", help="machine-readable card")
+    ti.set_defaults(func=cmd_tasks_info)
     tt = tsub.add_parser("template", parents=[quiet, option], help="write the id columns a submission must cover")
     tt.add_argument("name", metavar="TASK")
     tt.add_argument("out", metavar="OUT", help="output file: .parquet or .npz")
     tt.add_argument("--split", default="test", choices=["test", "val"])
-    t.set_defaults(func=_tasks)
+    tt.set_defaults(func=cmd_tasks_template)
 
     r = sub.add_parser("run", parents=[quiet, option], help="run registered models over seeds, one JSON record per run")
     r.add_argument("task", metavar="TASK")
     r.add_argument("--model", nargs="+", required=True, metavar="MODEL", help="model name(s), or 'all'")
-    r.add_argument("--seeds", nargs="+", type=int, help="default: the task card's seeds")
+    r.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="integers >= 0 (default: the task card's seeds)")
+    r.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
+                   help="override a model hyperparameter; VALUE is read as JSON when it parses (3, 1e-3, true, "
+                        "[64, 64]), else as a string; repeatable")
     r.add_argument("--out", default="results", help="folder for the records (default: results)")
-    r.set_defaults(func=_run)
+    r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("evaluate", parents=[quiet, option], help="score a predictions file (npz, parquet or zarr)")
     e.add_argument("task", metavar="TASK")
@@ -213,24 +390,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["test", "val"])
     e.add_argument("--out", help="also write the metrics to this JSON file")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON (default: a table when they are grouped)")
-    e.set_defaults(func=_evaluate)
+    e.set_defaults(func=cmd_evaluate)
 
     lb = sub.add_parser("leaderboard", parents=[quiet, option], help="aggregate records into mean ± std over seeds")
     lb.add_argument("task", metavar="TASK")
     lb.add_argument("--results", help="folder of records (default: the official baseline records)")
     lb.add_argument("--format", default="md", choices=["md", "csv", "json"])
-    lb.set_defaults(func=_leaderboard)
+    lb.set_defaults(func=cmd_leaderboard)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 on success, 2 on a usage or data error (argparse's own usage errors exit 2 too)."""
     args = build_parser().parse_args(argv)
-    set_quiet(args.quiet)
+    set_quiet(bool(args.quiet))  # not quiet: status lines on stderr (CI still silences them)
     try:
         return args.func(args)
+    except UsageError as e:
+        print(f"usage error: {e}", file=sys.stderr)
+        return 2
     except NeuroharnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         import os
 

@@ -6,6 +6,16 @@ class NeuroharnessError(Exception):
     """Base class of every error the harness raises on purpose."""
 
 
+class UsageError(NeuroharnessError, ValueError):
+    """A bad command-line value: malformed ``--option``/``--hyperparameter``, an option
+    the task does not have, a negative seed, an output path that is a file, ...
+
+    The command line prints these as ``usage error: ...`` (exit status 2); errors
+    found in data (files, stores, records) stay :class:`DataFormatError`,
+    :class:`SubmissionError`, ... and print as ``error: ...``.
+    """
+
+
 class UnknownNameError(NeuroharnessError, KeyError):
     """A dataset, task or model name that is not registered."""
 
