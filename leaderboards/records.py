@@ -16,7 +16,7 @@ Schema (``schema_version`` 2)::
       "metrics": {"main_score": float, ...},
       "validation_metrics": {...},
       "environment": {"harness_version": str, "git_commit": str | null, "python": str,
-                      "platform": str, "device": str, "threads": int, "torch_cuda": str | null,
+                      "platform": str, "device": str (CPU model or CUDA device), "threads": int, "torch_cuda": str | null,
                       "cudnn": int | null, "packages": {name: version}},
       "wall_time_s": float,
       "created": ISO 8601 UTC
@@ -71,10 +71,21 @@ def parts_digest(parts: dict[str, str]) -> str:
     return h.hexdigest()
 
 
+def _cpu_name() -> str:
+    """The CPU model (e.g. "AMD EPYC 7B13"), from /proc/cpuinfo on Linux; the platform's words elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"CPU {line.split(':', 1)[1].strip()}"
+    except OSError:
+        pass
+    return f"CPU {platform.processor() or platform.machine()}"
+
+
 def compute_environment() -> dict:
     """What decides numbers beyond the code: device, threads, torch's CUDA/cuDNN (only if torch is loaded)."""
-    out = {"device": platform.processor() or platform.machine(), "threads": os.cpu_count(), "torch_cuda": None,
-           "cudnn": None}
+    out = {"device": _cpu_name(), "threads": os.cpu_count(), "torch_cuda": None, "cudnn": None}
     torch = sys.modules.get("torch")  # importing torch only to describe it would cost seconds
     if torch is not None:
         out["threads"] = torch.get_num_threads()
