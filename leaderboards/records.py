@@ -30,7 +30,6 @@ same graph compare whatever else the store holds. Version 1 records (before
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from importlib import metadata
 from pathlib import Path
 
 from neuroharness.errors import DataFormatError
+from neuroharness.tasks.base import parts_digest
 
 SCHEMA_VERSION = 2
 REQUIRED = ("schema_version", "task", "datasets", "model", "seed", "split", "split_sha256", "metrics", "environment")
@@ -61,14 +61,6 @@ def git_commit() -> str | None:
         return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def parts_digest(parts: dict[str, str]) -> str:
-    """One sha256 for the parts a task read: over ``name|sha256`` lines in sorted order."""
-    h = hashlib.sha256()
-    for name in sorted(parts):
-        h.update(f"{name}|{parts[name]}\n".encode())
-    return h.hexdigest()
 
 
 def _cpu_name() -> str:

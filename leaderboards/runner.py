@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from neuroharness.progress import status
 
-from .records import SCHEMA_VERSION, environment, parts_digest, write_record
+from .records import SCHEMA_VERSION, environment, write_record
 
 log = logging.getLogger("neuroharness")
 
@@ -21,12 +21,9 @@ def dataset_entries(task, options: dict[str, str]) -> list[dict]:
     parts = task.dataset_parts(options)
     out = []
     for d in task.card.datasets:
-        entry = {"name": d.name, "version": d.version}
+        entry = {"name": d.name, "version": d.version, "content_sha256": checksums[d.name]}
         if d.name in parts:
-            entry["content_sha256"] = parts_digest(parts[d.name])
             entry["parts"] = dict(sorted(parts[d.name].items()))
-        else:
-            entry["content_sha256"] = checksums[d.name]
         out.append(entry)
     return out
 

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import logging
 import pkgutil
+import sys
 from typing import Generic, TypeVar
 
 from neuroharness.errors import UnknownNameError
@@ -75,3 +76,25 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         self._discover()
         return name in self._items
+
+
+def lazy_exports(package: str, exports: dict[str, str]):
+    """``(__getattr__, __dir__)`` for a package that re-exports names of its submodules on first use.
+
+    ``exports`` maps a public name to the relative module defining it (``".loader"``). A family
+    package uses this so that importing it (to read its ``cards``) imports nothing heavy.
+    """
+    module = sys.modules[package]
+
+    def __getattr__(name: str):
+        where = exports.get(name)
+        if where is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(where, package), name)
+        setattr(module, name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(module)) | set(exports))
+
+    return __getattr__, __dir__

@@ -237,7 +237,7 @@ def test_different_splits_are_incomparable(results):
 
 
 def test_records_read_in_parts_compare_by_the_parts_they_read(tmp_path):
-    from neuroharness.leaderboards.records import parts_digest
+    from neuroharness.tasks.base import parts_digest
 
     out = tmp_path / "results"
     # two users scored graph g1; one store also held g2 (whole-store checksums would differ): one leaderboard

@@ -37,7 +37,7 @@ thresholds in pixels; the VesSAP volumes are 3 um isotropic).
 """
 from __future__ import annotations
 
-import importlib
+from neuroharness.registry import lazy_exports
 
 # public names -> the submodule defining them; imported on first use, so that importing this
 # package (e.g. to read its cards) imports neither numpy nor xarray
@@ -52,18 +52,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DEFAULT_GRAPH",

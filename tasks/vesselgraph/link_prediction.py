@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from neuroharness.errors import NeuroharnessError
+from neuroharness.loaders.vesselgraph import part_sha256
 from neuroharness.metrics.link_prediction import roc_auc
 
 from ..base import Task
@@ -210,13 +211,6 @@ def split_cache_path(graph: str, checksum: str) -> Path:
     return cache.home() / "splits" / TASK / f"{safe}__v{VERSION}__{checksum}.npz"
 
 
-def graph_checksum(graph: str) -> str:
-    """sha256 of graph ``graph``'s own content in the prepared store (independent of the other graphs it holds)."""
-    from neuroharness.loaders.vesselgraph import part_sha256
-
-    return part_sha256(graph)
-
-
 # -- submissions ---------------------------------------------------------------------------------------
 def write_predictions(path, node1, node2, score) -> Path:
     """Write a submission table (``node1``, ``node2`` int64 CSV node ids, ``score`` float64) as .parquet or .npz."""
@@ -243,11 +237,8 @@ class VesselGraphLinkPrediction(Task):
     #: Published ogbl-vessel ROC-AUC (%), see :data:`REFERENCE_ROWS`.
     reference_rows = REFERENCE_ROWS
 
-    def dataset_checksums(self, options) -> dict[str, str]:
-        return {"vesselgraph": graph_checksum(options["graph"])}
-
     def dataset_parts(self, options) -> dict[str, dict[str, str]]:
-        return {"vesselgraph": {options["graph"]: graph_checksum(options["graph"])}}
+        return {"vesselgraph": {options["graph"]: part_sha256(options["graph"])}}
 
     def describe_data(self, data: LinkSplit) -> str:
         return f"graph {data.graph}: {data.num_nodes} non-isolated nodes, {sum(map(len, data.pos_pairs.values()))} edges"
@@ -257,7 +248,7 @@ class VesselGraphLinkPrediction(Task):
         from neuroharness.loaders import cache
 
         graph = options["graph"]
-        checksum = graph_checksum(graph)
+        checksum = part_sha256(graph)
         path = split_cache_path(graph, checksum)
         with cache.lock(f"{TASK}-{graph}"):
             split = load_split(path) if path.exists() else None

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from neuroharness.errors import NeuroharnessError
+from neuroharness.loaders.vesselgraph import part_sha256
 from neuroharness.metrics.classification import accuracy, balanced_accuracy, per_class_recall
 
 from ..base import Task
@@ -99,19 +100,12 @@ class VesselData:
         return self._line["hidden"]
 
 
-def graph_checksum(graph: str) -> str:
-    """sha256 of graph ``graph``'s own content in the prepared store (independent of the other graphs it holds)."""
-    from neuroharness.loaders.vesselgraph import part_sha256
-
-    return part_sha256(graph)
-
-
 def load_graph(graph: str) -> VesselData:
     """Read graph ``graph`` of the prepared store (preparing only it if there is no store)."""
     from neuroharness.loaders.vesselgraph import open_graph
 
     ds = open_graph(graph)
-    checksum = graph_checksum(graph)
+    checksum = part_sha256(graph)
     missing = [c for c in (*INPUTS, LABEL_COLUMN, "edge_index") if c not in ds.variables]
     if missing:
         raise NeuroharnessError(f"graph {graph} of the vesselgraph store has no variable(s) {missing}; "
@@ -151,11 +145,8 @@ class VesselGraphVesselClassification(Task):
     card = VESSEL_CLASSIFICATION
     cache_size = 1  # a whole brain holds 5.3 M vessels and, once built, their line graph
 
-    def dataset_checksums(self, options) -> dict[str, str]:
-        return {"vesselgraph": graph_checksum(options["graph"])}
-
     def dataset_parts(self, options) -> dict[str, dict[str, str]]:
-        return {"vesselgraph": {options["graph"]: graph_checksum(options["graph"])}}
+        return {"vesselgraph": {options["graph"]: part_sha256(options["graph"])}}
 
     def describe_data(self, data: VesselData) -> str:
         return f"graph {data.graph}: {int((data.label >= 0).sum())} vessels with a finite {LABEL_COLUMN}"
