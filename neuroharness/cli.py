@@ -61,15 +61,7 @@ def _key_values(items, flag: str, example: str) -> dict[str, str]:
 
 def _task_options(card, args) -> dict[str, str]:
     """``--option KEY=VALUE`` arguments, checked against the card's options (no task import)."""
-    given = _key_values(getattr(args, "option", None), "--option", "graph=BALBc_no1")
-    for key, value in given.items():
-        if key not in card.options:
-            valid = ", ".join(sorted(card.options)) or "none"
-            raise UsageError(f"task {card.name} has no option {key!r}; valid options: {valid}")
-        choices = card.options[key].choices
-        if choices is not None and value not in choices:
-            raise UsageError(f"task {card.name} option {key}={value!r}: expected one of {', '.join(choices)}")
-    return given
+    return card.check_options(_key_values(getattr(args, "option", None), "--option", "graph=BALBc_no1"))
 
 
 def _json_or_str(value: str):

@@ -109,20 +109,8 @@ class Task:
 
     # -- options and splits ------------------------------------------------------
     def resolve_options(self, given: Mapping[str, str] | None = None) -> dict[str, str]:
-        """Every option of the card: ``given`` values (validated) over the card's defaults."""
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(self.card.options))
-        if unknown:
-            valid = ", ".join(sorted(self.card.options)) or "none"
-            raise NeuroharnessError(f"task {self.name} has no option {unknown[0]!r}; valid options: {valid}")
-        out = {}
-        for key, opt in self.card.options.items():
-            value = str(given.get(key, opt.default))
-            if opt.choices is not None and value not in opt.choices:
-                raise NeuroharnessError(
-                    f"task {self.name} option {key}={value!r}: expected one of {', '.join(opt.choices)}")
-            out[key] = value
-        return out
+        """Every option of the card: ``given`` values (checked) over the card's defaults."""
+        return self.card.resolve_options(given)
 
     @staticmethod
     def check_split(split: str) -> str:

@@ -7,14 +7,16 @@ imports neither torch nor numba. Cards check themselves when they are
 defined: a card that names an unknown main metric, a chance level of no
 metric, or an option default outside its choices cannot be created.
 
-This module imports only the standard library.
+This module imports only the standard library (and the harness's exceptions).
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from neuroharness.errors import UsageError
 
 
 class CardError(ValueError):
@@ -139,6 +141,25 @@ class TaskCard:
             raise CardError(f"{where}: seeds must be a non-empty tuple of integers, got {self.seeds!r}")
         if ":" not in self.implementation:
             raise CardError(f"{where}: implementation {self.implementation!r} is not 'package.module:Class'")
+
+    def check_options(self, given: Mapping[str, str] | None) -> dict[str, str]:
+        """``given`` option values as strings, each checked against the card (:class:`UsageError` otherwise)."""
+        out = {}
+        for key, value in dict(given or {}).items():
+            if key not in self.options:
+                valid = ", ".join(sorted(self.options)) or "none"
+                raise UsageError(f"task {self.name} has no option {key!r}; valid options: {valid}")
+            value = str(value)
+            choices = self.options[key].choices
+            if choices is not None and value not in choices:
+                raise UsageError(f"task {self.name} option {key}={value!r}: expected one of {', '.join(choices)}")
+            out[key] = value
+        return out
+
+    def resolve_options(self, given: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Every option of the card: the checked ``given`` values over the card's defaults."""
+        given = self.check_options(given)
+        return {key: given.get(key, opt.default) for key, opt in self.options.items()}
 
     @property
     def higher_is_better(self) -> bool:
