@@ -40,6 +40,7 @@ from importlib import metadata
 from pathlib import Path
 
 from neuroharness.errors import DataFormatError
+from neuroharness.loaders.io import write_text_atomic
 from neuroharness.tasks.base import parts_digest
 
 SCHEMA_VERSION = 2
@@ -121,10 +122,7 @@ def write_record(record: dict, out_dir: os.PathLike) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / record_filename(record["task"]["name"], record["model"]["name"], record["seed"],
                                      record["task"].get("options"))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def validate_record(record: dict, source: str) -> dict:

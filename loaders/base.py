@@ -130,7 +130,7 @@ class DatasetLoader:
             status(f"[{self.name}] fetching raw files")
             files, origin = self.fetch(source, only=only)
             status(f"[{self.name}] homogenizing {len(files)} raw files")
-            tmp = cache.temp_sibling(path)
+            tmp = io.temp_sibling(path)
             try:
                 self.write(files, tmp)
                 checksums = self._check_and_checksum(tmp)
@@ -151,7 +151,7 @@ class DatasetLoader:
                 group = zarr.open_group(str(tmp), mode="r+", zarr_format=2)
                 group.attrs.update(attrs)
                 zarr.consolidate_metadata(str(tmp), zarr_format=2)
-                cache.replace_dir(tmp, path)
+                io.replace_dir(tmp, path)
             except BaseException:
                 io.remove(tmp)
                 raise

@@ -17,7 +17,7 @@ from pathlib import Path
 import filelock
 import platformdirs
 
-from .io import remove, replace_dir, temp_sibling  # noqa: F401  (replace_dir, temp_sibling: part of this module's API)
+from .io import remove
 
 
 def home() -> Path:

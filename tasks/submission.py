@@ -14,7 +14,6 @@ submissions holding one array per named item (FISBe volumes).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from neuroharness.errors import SubmissionError
+from neuroharness.loaders.io import atomic_path
 
 FORMATS = (".npz", ".parquet", ".zarr")
 
@@ -272,8 +272,7 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix not in (".parquet", ".npz"):
         raise SubmissionError(f"{path}: unsupported format {path.suffix!r}; use .parquet or .npz")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
@@ -281,7 +280,4 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
                           else table[c].to_numpy()) for c in table.columns}
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

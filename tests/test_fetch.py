@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 from neuroharness.errors import ChecksumError, DataFormatError, DownloadError
-from neuroharness.loaders import cache, fetch, pypi
+from neuroharness.loaders import cache, fetch, io, pypi
 from neuroharness.loaders.base import DatasetLoader
 from neuroharness.loaders.card import DatasetCard
 
@@ -402,7 +402,7 @@ def test_interrupted_prepare_leaves_no_store(where, home, tmp_path, monkeypatch)
         assert _tmp_siblings(store) == []
 
     # a hard kill leaves a temp sibling behind; the next run removes it
-    stale = cache.temp_sibling(store)
+    stale = io.temp_sibling(store)
     (stale / "junk").mkdir(parents=True)
     assert loader.prepare() == store
     assert _tmp_siblings(store) == []

@@ -13,7 +13,6 @@ aggregates (:func:`aggregate`), and reads submissions lazily
 from __future__ import annotations
 
 import math
-import os
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -210,7 +209,7 @@ def write_predictions(path, predictions: dict[str, np.ndarray]) -> Path:
         write_predictions("preds.npz", {"R14A02-20180905_65_A6": labels, ...})
         neuroharness evaluate fisbe-instance-segmentation preds.npz
     """
-    import shutil
+    from neuroharness.loaders.io import atomic_path, remove, replace_dir, temp_sibling
 
     path = Path(path)
     for name, a in predictions.items():
@@ -218,28 +217,24 @@ def write_predictions(path, predictions: dict[str, np.ndarray]) -> Path:
         if a.ndim not in (3, 4) or a.dtype.kind not in "biu":
             raise SubmissionError(f"{path}: array {name!r} has shape {a.shape} and dtype {a.dtype}; expected a "
                                   "(Z, Y, X) integer label image or a (N, Z, Y, X) integer/bool instance stack")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        if path.suffix == ".npz":
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, **{str(k): np.asarray(v) for k, v in predictions.items()})
-            os.replace(tmp, path)
-        elif path.suffix == ".zarr":
-            import zarr
+    if path.suffix == ".npz":
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **{str(k): np.asarray(v) for k, v in predictions.items()})
+    elif path.suffix == ".zarr":
+        import zarr
 
+        tmp = temp_sibling(path)
+        try:
             root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
             for name, a in predictions.items():
                 a = np.asarray(a)
                 chunks = (a.shape[0],) * (a.ndim == 4) + tuple(min(64, n) for n in a.shape[-3:])
                 root.create_array(str(name), data=a, chunks=chunks)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        else:
-            raise SubmissionError(f"{path}: unsupported format {path.suffix!r}; use .npz or .zarr")
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            replace_dir(tmp, path)
+        finally:
+            remove(tmp)
+    else:
+        raise SubmissionError(f"{path}: unsupported format {path.suffix!r}; use .npz or .zarr")
     return path
 
 
