@@ -14,7 +14,9 @@ checker -> score. A family implements only its data view and its scoring:
 - :meth:`Task.score` metrics of predictions on a split,
 - :meth:`Task.read_submission` a prediction file, through
   :mod:`neuroharness.tasks.submission`,
-- :meth:`Task.dataset_checksums` the checksums of exactly what ``load`` read.
+- :meth:`Task.dataset_parts` the parts read of a dataset read in parts (one
+  graph of a store of many); :meth:`Task.dataset_checksums` derives the
+  record's checksums from them or from the whole stores.
 
 Families whose predictions are too large to hold (streamed scoring)
 override :meth:`Task.score_model`.
@@ -90,6 +92,8 @@ class Task:
     card: ClassVar[TaskCard]
     #: How many data views to keep in memory (one per option set); large data sets keep one.
     cache_size: ClassVar[int] = 2
+    #: Whether the task scores a validation split (``run_model`` records ``validation_metrics``).
+    has_validation: ClassVar[bool] = True
 
     def __init__(self):
         self._cache: dict[tuple, Any] = {}
@@ -143,10 +147,9 @@ class Task:
             if len(self.ids(data, split)) == 0:
                 raise NeuroharnessError(
                     f"task {self.name}{''.join(f' {k}={v}' for k, v in options.items())}: the {split} split is empty "
-                    f"on the prepared data ({self.describe_data(data)}); prepare a fuller store "
-                    f"(neuroharness datasets prepare {' '.join(d.name for d in self.card.datasets)} --force)")
-
-    has_validation: ClassVar[bool] = True
+                    f"on the prepared data ({self.describe_data(data)}); prepare the store from a fuller source "
+                    f"(neuroharness datasets prepare {' '.join(d.name for d in self.card.datasets)} --force "
+                    "[--source PATH])")
 
     def cache_key(self, options: dict[str, str]) -> tuple:
         """Something that changes when the stores change (default: their checksums)."""
@@ -168,13 +171,14 @@ class Task:
     def dataset_checksums(self, options: dict[str, str]) -> dict[str, str]:
         """``{dataset name: sha256}`` of exactly what :meth:`load` reads with ``options``.
 
-        Families reading whole stores override this; the default covers datasets
-        read in parts (:meth:`dataset_parts`), each as the :func:`parts_digest` of its parts."""
+        A dataset read in parts (:meth:`dataset_parts`) gets the :func:`parts_digest` of
+        those parts; any other the whole store's ``content_sha256`` (read from its metadata,
+        preparing the store first if it is missing)."""
+        from neuroharness.loaders import get_loader
+
         parts = self.dataset_parts(options)
-        missing = [d.name for d in self.card.datasets if d.name not in parts]
-        if missing:
-            raise NotImplementedError(f"task {self.name}: no checksum for {missing}; override dataset_checksums")
-        return {name: parts_digest(p) for name, p in parts.items()}
+        return {d.name: parts_digest(parts[d.name]) if d.name in parts else get_loader(d.name).content_sha256(d.version)
+                for d in self.card.datasets}
 
     def ids(self, data, split: str):
         """DataFrame of the scored items of ``split`` in scoring order (id columns only)."""

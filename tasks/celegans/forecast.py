@@ -182,11 +182,6 @@ class CelegansForecast(Task):
     has_validation = False  # validation segments exist for models to use, but are not scored
     cache_size = 1
 
-    def dataset_checksums(self, options) -> dict[str, str]:
-        from neuroharness.loaders import get_loader
-
-        return {d.name: get_loader(d.name).content_sha256(d.version) for d in self.card.datasets}
-
     def load(self, options) -> ForecastData:
         """Open both stores (preparing them if needed), build both protocols and check they can be scored."""
         from neuroharness.loaders import get_loader, open_dataset

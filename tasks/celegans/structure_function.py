@@ -110,19 +110,11 @@ class CelegansStructureFunction(Task):
 
     card = STRUCTURE_FUNCTION
 
-    def _stores(self):
-        from neuroharness.loaders import open_dataset
-
-        return [open_dataset(d.name, d.version) for d in self.card.datasets]
-
-    def dataset_checksums(self, options) -> dict[str, str]:
-        from neuroharness.loaders import get_loader
-
-        return {d.name: get_loader(d.name).content_sha256(d.version) for d in self.card.datasets}
-
     def load(self, options) -> StructureFunctionData:
         """Open both stores (preparing them if needed) and build the fixed split."""
-        funatlas, connectome = self._stores()
+        from neuroharness.loaders import open_dataset
+
+        funatlas, connectome = (open_dataset(d.name, d.version) for d in self.card.datasets)
         inputs, splits = build_pairs(funatlas, connectome)
         return StructureFunctionData(inputs, splits)
 

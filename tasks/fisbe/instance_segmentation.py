@@ -313,12 +313,6 @@ class FisbeInstanceSegmentation(Task):
     #: Published baselines' test scores (see :data:`~.cards.REFERENCE_ROWS`).
     reference_rows = REFERENCE_ROWS
 
-    def dataset_checksums(self, options) -> dict[str, str]:
-        """The fisbe store's ``content_sha256`` (the task reads every sample), from its metadata."""
-        from neuroharness.loaders import get_loader
-
-        return {"fisbe": get_loader("fisbe").content_sha256(self.card.datasets[0].version)}
-
     def load(self, options) -> StoreData:
         """Open the prepared ``fisbe`` store (preparing it if needed) and its sample index."""
         from neuroharness.loaders import get_loader
