@@ -13,3 +13,15 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def prepare_vesselgraph(graphs: dict, src: Path, home: Path, monkeypatch) -> None:
+    """Write ``{name: (nodes, edges)}`` in the release CSV layout under ``src`` and prepare every graph
+    into a fresh cache at ``home`` (``NEUROHARNESS_HOME`` set through ``monkeypatch``)."""
+    from neuroharness.loaders import get_loader
+
+    gen = load_script("make_vesselgraph_fixture")
+    for name, (nodes, edges) in graphs.items():
+        gen.write_graph(src, name, nodes, edges)
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(home))
+    get_loader("vesselgraph").prepare(source=src)

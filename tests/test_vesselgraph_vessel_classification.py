@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import load_script
+from helpers import load_script, prepare_vesselgraph
 from neuroharness.metrics.classification import balanced_accuracy
 from neuroharness.tasks import get_task
 from neuroharness.tasks.base import split_digest
@@ -294,12 +294,8 @@ def test_records_compare_the_graph_read(graph, task, tmp_path, monkeypatch):
     store_one = get_loader("vesselgraph").content_sha256()
     nodes, again, _ = gen.synthetic_graph(N_NODES, seed=0)
     assert again.equals(edges)
-    src = tmp_path / "src"  # the same graph next to another one
-    gen.write_graph(src, name, nodes, edges)
-    n2, e2, _ = gen.synthetic_graph(300, seed=1)
-    gen.write_graph(src, "vgother", n2, e2)
-    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home2"))
-    get_loader("vesselgraph").prepare(source=src)
+    n2, e2, _ = gen.synthetic_graph(300, seed=1)  # the same graph next to another one
+    prepare_vesselgraph({name: (nodes, edges), "vgother": (n2, e2)}, tmp_path / "src", tmp_path / "home2", monkeypatch)
     assert get_loader("vesselgraph").content_sha256() != store_one  # the whole store differs ...
     task.clear_cache()  # ... so read graph A from the new store instead of memory
     (two,) = run(TASK, "majority", seeds=[0], out_dir=tmp_path / "two", options=_opts(name))
@@ -311,13 +307,9 @@ def test_records_compare_the_graph_read(graph, task, tmp_path, monkeypatch):
 
 
 def test_a_graph_too_small_for_the_split_fails_clearly(task, tmp_path, monkeypatch):
-    from neuroharness.loaders import get_loader
-
-    gen = load_script("make_vesselgraph_fixture")
-    nodes, edges, _ = gen.synthetic_graph(6, seed=0)  # 6 vessels: floor(0.1 * 6) = 0 validation vessels
-    gen.write_graph(tmp_path / "src", "vgtiny", nodes, edges)
-    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home"))
-    get_loader("vesselgraph").prepare(source=tmp_path / "src")
+    # 6 vessels: floor(0.1 * 6) = 0 validation vessels
+    nodes, edges, _ = load_script("make_vesselgraph_fixture").synthetic_graph(6, seed=0)
+    prepare_vesselgraph({"vgtiny": (nodes, edges)}, tmp_path / "src", tmp_path / "home", monkeypatch)
     with pytest.raises(NeuroharnessError, match=f"graph vgtiny: {len(edges)} vessels with a finite minRadiusAvg "
                                                 "give an empty train, validation or test split"):
         task.data(_opts("vgtiny"))
