@@ -27,14 +27,25 @@ voxel-for-voxel identical, faster ``neuroharness.metrics._skeleton``):
   C = mean of C_i over all GT instances (pooled over volumes).
 * S = 0.5 avF1 + 0.5 C.
 * clDice_TP = mean clDice of the TP matches at th = 0.5; tp = sum TP_0.5 / sum N_gt.
-* FS / FM: greedy many-to-many matching on clRecall with consumption
-  (thresholds 0.05 for FS and 0.1 for FM): repeatedly take the pair with the
-  highest current R_ij > t, add it to M, remove P_j's voxels from G_i's
-  still-available skeleton and G_i's voxels from P_j's still-available mask,
-  and recompute R (available overlap / |S(G_i)|) for the other pairs sharing
-  i or j, dropping those no longer > t.  FS = sum_i max(0, #matches of i - 1),
-  FM = sum_j max(0, #matches of j - 1).  Without any overlapping instances the
-  consumption never changes another pair and this equals M_t = {R_ij > t}.
+* FS / FM: many-to-many matching on clRecall (thresholds t = 0.05 for FS
+  and 0.1 for FM), FS = sum_i max(0, #matches of G_i - 1), FM = sum_j
+  max(0, #matches of P_j - 1), as ``compute.get_m2m_metrics`` of the
+  reference evaluator computes them.  Without any voxel shared by two GT
+  instances or by two predicted instances, the matches are all pairs with
+  R_ij > t.  Otherwise greedy with consumption: the pairs with R_ij > t
+  enter a queue ordered by R descending (ties in (i, j) order); the popped
+  pair (i, j) is matched, P_j's voxels leave G_i's available skeleton and
+  G_i's voxels leave P_j's available mask; then every pair (i, o) with
+  R_io > t is re-scored as |available S(G_i) & P_o| / |S(G_i)| and every
+  pair (o, j) with R_oj > t as |S(G_o) & available P_j| / |S(G_o)|, each
+  pushed back if still > t and dropped otherwise (a dropped pair can come
+  back through a later re-score).  Row re-scores come before column
+  re-scores, each in index order.
+* Numbers as stored by the reference: clRecall and clPrecision are float32,
+  clDice is computed in float32 as ((2 P) R) / (P + R), and every threshold
+  and tie (avF1 matching, FS/FM queue) is decided on those float32 values
+  (thresholds cast to float32): a ratio just above a threshold that rounds
+  to it is not above it, and ratios that round alike tie, as there.
 * Partly-labelled volumes: FP counts only unmatched predictions whose argmax
   clPrecision row is a GT instance (predictions lying mainly on unlabelled
   background are ignored).
@@ -49,8 +60,11 @@ Deviations from the published evaluator:
   overlaps and otherwise sums R_ij over the assigned predictions, which can
   exceed 1 (two identical predicted copies of one GT give C = 2.0 there,
   1.0 here).
-* The consumption-based FS/FM matching is always used; for inputs without
-  overlaps it gives the same result as the published shortcut {R_ij > t}.
+* A (N,Z,Y,X) stack is one instance per non-empty channel.  The reference
+  reads a stack whose channels hold several ids as several instances, and
+  applies ``remove_small`` to ids counted over all channels, so a stack of
+  binary masks (every channel holds 1) is not filtered there; here every
+  channel is filtered by its own size.
 * Implementation, not a change of result: instances are held as sorted
   raveled voxel-index lists (one pass over each input, no full-volume
   temporaries); each skeleton is the Lee skeleton of the instance's bounding
@@ -69,6 +83,8 @@ Input arrays are either a (Z, Y, X) integer label image (0 = background) or a
 integer or bool dtype.
 """
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 
@@ -215,15 +231,22 @@ def _localize(gts: list[_Inst], preds: list[_Inst]):
     return rec, prec, pairs
 
 
-def _cldice(rec: np.ndarray, prec_gt: np.ndarray) -> np.ndarray:
-    s = rec + prec_gt
+def _cldice32(rec32: np.ndarray, prec32: np.ndarray) -> np.ndarray:
+    """clDice = 2 P R / (P + R) in float32 arithmetic, in the reference's order ((2 P) R) / (P + R); 0 where P + R = 0."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.where(s > 0, 2 * rec * prec_gt / np.where(s > 0, s, 1), 0.0)
-    return d
+        return np.nan_to_num(np.float32(2) * prec32 * rec32 / (prec32 + rec32))
+
+
+def _overlapping(insts: list) -> bool:
+    """Whether any voxel belongs to two or more of the instances."""
+    n = sum(x.n_vox for x in insts)
+    return bool(insts) and n != np.unique(np.concatenate([x.vox for x in insts])).size
 
 
 def _greedy_one_to_one(score: np.ndarray, th: float) -> list[tuple[int, int]]:
-    ii, jj = np.nonzero(score > th)
+    """Greedy one-to-one matching of the pairs with float32 ``score`` > ``th`` (compared in float32),
+    by score descending, ties by GT then prediction index."""
+    ii, jj = np.nonzero(score > np.float32(th))
     order = sorted(zip(ii.tolist(), jj.tolist()), key=lambda t: (-score[t], t[0], t[1]))
     used_g, used_p, out = set(), set(), []
     for i, j in order:
@@ -235,32 +258,79 @@ def _greedy_one_to_one(score: np.ndarray, th: float) -> list[tuple[int, int]]:
     return out
 
 
-def _many_to_many(gts, preds, rec, t: float) -> list[tuple[int, int]]:
-    """Greedy many-to-many matching on clRecall with consumption (see module doc)."""
-    live = {(i, j): rec[i, j] for i, j in zip(*np.nonzero(rec > t))}
-    live = {(int(i), int(j)): r for (i, j), r in live.items()}
-    avail_skel = {}  # i -> still-available skeleton voxels of G_i
-    avail_pred = {}  # j -> still-available voxels of P_j
+class _LazyHeap:
+    """Max-priority queue of (GT, prediction) pairs keyed by pair, with versioned entries.
+
+    ``push`` re-inserts a pair with a new priority (the old entry goes stale);
+    ``drop`` invalidates the pair's live entry; ties pop in insertion order.
+    A dropped pair can be pushed again later (its version restarts), as in the
+    reference evaluator's queue.
+    """
+
+    def __init__(self):
+        self._heap: list = []
+        self._version: dict = {}
+        self._counter = 0
+
+    def push(self, key, priority: float) -> None:
+        v = self._version.get(key, 0) + 1
+        self._version[key] = v
+        self._counter += 1
+        heapq.heappush(self._heap, (-priority, self._counter, v, key))
+
+    def drop(self, key) -> None:
+        if key in self._version:
+            self._version[key] = -1
+
+    def pop(self):
+        """The live pair of highest priority, or None when there is none."""
+        while self._heap:
+            _, _, v, key = heapq.heappop(self._heap)
+            if self._version.get(key) == v:
+                del self._version[key]
+                return key
+        return None
+
+
+def _many_to_many(gts, preds, rec32: np.ndarray, t: float, overlaps: bool) -> list[tuple[int, int]]:
+    """Many-to-many matches on clRecall for FS/FM, as the reference evaluator computes them.
+
+    Without overlapping instances: every pair with R_ij > t (float32, as stored).
+    With overlaps, greedy with consumption: pairs with R_ij > t enter a queue by
+    R descending (ties in (i, j) order); the popped pair (i, j) is matched, P_j's
+    voxels leave G_i's available skeleton and G_i's voxels leave P_j's available
+    mask; then every pair (i, o) with R_io > t is re-scored as
+    |available S(G_i) & P_o| / |S(G_i)| and every pair (o, j) with R_oj > t as
+    |S(G_o) & available P_j| / |S(G_o)|, pushed again if > t (float64), else
+    dropped.  Row updates come before column updates, each in index order.
+    """
+    t32 = np.float32(t)
+    if not overlaps:
+        ii, jj = np.nonzero(rec32 > t32)
+        return [(int(i), int(j)) for i, j in zip(ii, jj)]
+    cand = rec32 > t32
+    heap = _LazyHeap()
+    for i, j in zip(*np.nonzero(cand)):
+        heap.push((int(i), int(j)), float(rec32[i, j]))
+    avail_skel: dict[int, np.ndarray] = {}  # i -> still-available skeleton voxels of G_i
+    avail_pred: dict[int, np.ndarray] = {}  # j -> still-available voxels of P_j
     matched = []
-    while live:
-        (i, j) = min(live, key=lambda k: (-live[k], k[0], k[1]))
-        del live[(i, j)]
-        matched.append((i, j))
+    while (pair := heap.pop()) is not None:
+        i, j = pair
+        matched.append(pair)
         g, p = gts[i], preds[j]
         ask = avail_skel.get(i, g.skel)
-        apr = avail_pred.get(j, p.vox)
         avail_skel[i] = ask[~_member(ask, p.vox)]
+        apr = avail_pred.get(j, p.vox)
         avail_pred[j] = apr[~_member(apr, g.vox)]
-        for (a, b) in list(live):
-            if a != i and b != j:
-                continue
-            s_a = avail_skel.get(a, gts[a].skel)
-            m_b = avail_pred.get(b, preds[b].vox)
-            r = int(np.count_nonzero(_member(s_a, m_b))) / gts[a].n_skel
-            if r > t:
-                live[(a, b)] = r
-            else:
-                del live[(a, b)]
+        denom = float(g.n_skel) or 1.0
+        for o in np.flatnonzero(cand[i]):
+            r = int(np.count_nonzero(_member(avail_skel[i], preds[o].vox))) / denom
+            heap.push((i, int(o)), r) if r > t else heap.drop((i, int(o)))
+        for o in np.flatnonzero(cand[:, j]):
+            go = gts[o]
+            r = int(np.count_nonzero(_member(go.skel, avail_pred[j]))) / (float(go.n_skel) or 1.0)
+            heap.push((int(o), j), r) if r > t else heap.drop((int(o), j))
     return matched
 
 
@@ -321,9 +391,13 @@ def evaluate_instances(gt, pred, *, partly: bool = False, remove_small: int | No
     del gt_vox, pr_vox
 
     rec, prec, pairs = _localize(gts, preds)
-    dice = _cldice(rec, prec[1:])
+    # the reference evaluator stores clRecall/clPrecision as float32 and computes clDice in
+    # float32; thresholds and ties are decided on those values, so they are decided here too
+    rec32, prec32 = rec.astype(np.float32), prec.astype(np.float32)
+    dice = _cldice32(rec32, prec32[1:])
     ng, npr = len(gts), len(preds)
-    on_gt = (np.argmax(prec, axis=0) > 0) if npr else np.zeros(0, bool)
+    on_gt = (np.argmax(prec32, axis=0) > 0) if npr else np.zeros(0, bool)
+    overlaps = _overlapping(gts) or _overlapping(preds)
 
     tp, fp, fn = [], [], []
     for th in ths:
@@ -337,8 +411,8 @@ def evaluate_instances(gt, pred, *, partly: bool = False, remove_small: int | No
             fp.append(npr - len(m))
     m05 = _greedy_one_to_one(dice, 0.5)
 
-    m_fs = _many_to_many(gts, preds, rec, fs_threshold)
-    m_fm = _many_to_many(gts, preds, rec, fm_threshold)
+    m_fs = _many_to_many(gts, preds, rec32, fs_threshold, overlaps)
+    m_fm = _many_to_many(gts, preds, rec32, fm_threshold, overlaps)
     per_g = np.bincount([i for i, _ in m_fs], minlength=ng)
     per_p = np.bincount([j for _, j in m_fm], minlength=npr)
     return {
