@@ -26,7 +26,8 @@ voxel-for-voxel identical, faster ``neuroharness.metrics._skeleton``):
   background first); C_i = |S(G_i) & union of P_j assigned to i| / |S(G_i)|;
   C = mean of C_i over all GT instances (pooled over volumes).
 * S = 0.5 avF1 + 0.5 C.
-* clDice_TP = mean clDice of the TP matches at th = 0.5; tp = sum TP_0.5 / sum N_gt.
+* clDice_TP = mean clDice of the TP matches at th = 0.5 (0 without any TP, as the
+  reference reports it); tp = sum TP_0.5 / sum N_gt.
 * FS / FM: many-to-many matching on clRecall (thresholds t = 0.05 for FS
   and 0.1 for FM), FS = sum_i max(0, #matches of G_i - 1), FM = sum_j
   max(0, #matches of P_j - 1), as ``compute.get_m2m_metrics`` of the
@@ -431,8 +432,8 @@ def evaluate_instances(gt, pred, *, partly: bool = False, remove_small: int | No
 def summarize(per_volume: list[dict]) -> dict:
     """Pool :func:`evaluate_instances` results over a dataset.
 
-    Returns ``avF1``, ``C``, ``S``, ``clDice_TP`` (NaN when there is no TP at
-    0.5), ``tp``, ``FS``, ``FM``, ``F1`` (per threshold, list), ``thresholds``,
+    Returns ``avF1``, ``C``, ``S``, ``clDice_TP`` (0 when there is no TP at
+    0.5, as the reference reports it), ``tp``, ``FS``, ``FM``, ``F1`` (per threshold, list), ``thresholds``,
     and the raw sums ``n_gt``, ``n_pred``, ``tp_count`` (sum TP_0.5),
     ``cldice_sum``, ``n_volumes`` needed by :func:`combine`.
     """
@@ -458,7 +459,7 @@ def summarize(per_volume: list[dict]) -> dict:
     c = float(np.mean(cov))
     return {
         "avF1": av_f1, "C": c, "S": 0.5 * av_f1 + 0.5 * c,
-        "clDice_TP": cldice_sum / tp_count if tp_count else float("nan"),
+        "clDice_TP": cldice_sum / tp_count if tp_count else 0.0,
         "tp": tp_count / n_gt,
         "FS": int(sum(v["fs"] for v in vols)), "FM": int(sum(v["fm"] for v in vols)),
         "F1": [float(x) for x in f1], "thresholds": list(ths),
@@ -487,6 +488,6 @@ def combine(completely: dict, partly: dict) -> dict:
         "C": (a["C"] + b["C"]) / 2,
         "FS": a["FS"] + b["FS"], "FM": a["FM"] + b["FM"],
         "tp": tpc / n_gt if n_gt else float("nan"),
-        "clDice_TP": cls / tpc if tpc else float("nan"),
+        "clDice_TP": cls / tpc if tpc else 0.0,
         "n_gt": n_gt, "tp_count": tpc, "cldice_sum": cls,
     }

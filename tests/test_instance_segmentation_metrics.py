@@ -352,11 +352,9 @@ def test_fast_path_equals_skimage_reference(seed, fisbe_fixture, monkeypatch):
     assert [evaluate_instances(gt, pred, **kw) for kw in runs] == fast
     assert len(calls) > 40
     assert evaluate_instances(pred, gt) == fast_lab
-    # 1 merge, pieces of two neurons and three small balls; the neurons cross, so some pieces and the
-    # merge also cover other neurons' skeletons. FS/FM as the official evaluator (evalinstseg cc34f4d,
-    # cldice + greedy, no small-component removal) reports them for these three volumes
-    assert fast[0]["n_pred"] == 12
-    assert (fast[0]["fs"], fast[0]["fm"]) == {0: (5, 1), 1: (4, 2), 2: (4, 2)}[seed]
+    # 1 merge, pieces of two neurons and three small balls (FS/FM against the official evaluator:
+    # tests/test_fisbe_official_metrics.py)
+    assert fast[0]["n_pred"] == 12 and fast[0]["fm"] >= 1 and fast[0]["fs"] >= 3
     assert fast[1]["n_removed"] == 3 and fast[3]["n_removed"] > 3
 
 
