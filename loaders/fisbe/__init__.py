@@ -36,7 +36,7 @@ from neuroharness.registry import lazy_exports
 # package (e.g. to read its cards) imports neither numpy nor zarr
 _EXPORTS = {
     "FisbeLoader": ".loader", "loader": ".loader", "store_path": ".loader", "open_fisbe": ".loader",
-    "sample_index": ".loader",
+    "sample_index": ".loader", "read_sample_index": ".loader",
     "VOXEL_SIZE_UM": ".store", "CHUNK": ".store", "local_release": ".store", "sample_refs": ".store",
     "check_splits": ".store", "ome_metadata": ".store", "copy_sample": ".store", "write_store": ".store",
     "official_assignment": ".release", "official_split": ".release", "parse_split_list": ".release",
@@ -52,6 +52,7 @@ __all__ = [
     "official_split",
     "open_fisbe",
     "parse_split_list",
+    "read_sample_index",
     "sample_index",
     "store_path",
 ]

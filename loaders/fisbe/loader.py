@@ -57,12 +57,33 @@ def open_fisbe(version: str | None = None, source: os.PathLike | str | None = No
     return loader().open(version, source)
 
 
+INDEX_COLUMNS = ("subset", "split", "n_instances", "size_z", "size_y", "size_x")
+
+
+def read_sample_index(path: os.PathLike | str) -> pd.DataFrame:
+    """:func:`sample_index` of the store at ``path``, read with zarr from the root's index arrays
+    (a few bytes each) without building an ``xarray.DataTree`` of every sample group."""
+    import zarr
+
+    from neuroharness.errors import DataFormatError
+
+    root = zarr.open_group(str(path), mode="r")
+    try:
+        cols = {c: np.asarray(root[c][...]) for c in ("sample", *INDEX_COLUMNS)}
+    except KeyError as e:
+        raise DataFormatError(f"{path}: the sample index lacks array {e}; expected a store written by "
+                              "`neuroharness datasets prepare fisbe`") from None
+    df = pd.DataFrame({"sample": cols["sample"].astype(str), **{c: cols[c] for c in INDEX_COLUMNS}})
+    df["subset"] = df["subset"].astype(str)
+    df["split"] = df["split"].astype(str)
+    return df
+
+
 def sample_index(tree: xr.DataTree) -> pd.DataFrame:
     """One row per sample: sample, subset, split, n_instances, size_z, size_y, size_x."""
     root = tree.to_dataset(inherit=False)
-    cols = ["subset", "split", "n_instances", "size_z", "size_y", "size_x"]
     df = pd.DataFrame({"sample": root["sample"].values.astype(str),
-                       **{c: root[c].values for c in cols}})
+                       **{c: root[c].values for c in INDEX_COLUMNS}})
     df["subset"] = df["subset"].astype(str)
     df["split"] = df["split"].astype(str)
     return df

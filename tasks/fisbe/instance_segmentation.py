@@ -12,8 +12,13 @@ aggregates (:func:`aggregate`), and reads submissions lazily
 """
 from __future__ import annotations
 
+import itertools
 import math
+import mmap
+import os
+import re
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +50,7 @@ def aggregate(per_sample: dict[str, dict], subset_of: dict[str, str]) -> dict:
     set (or of the only subset present, with a ``note``), the same under
     ``completely/`` and ``partly/`` (plus ``n_samples``), under ``<sample>/``
     for every volume (plus ``n_removed``), ``n_subsets`` and ``main_score``
-    (= ``S``). clDice_TP is NaN where there is no TP at 0.5.
+    (= ``S``). clDice_TP is 0 where there is no TP at 0.5 (as the official evaluator reports it).
     """
     from neuroharness.metrics.instance_segmentation import combine, summarize
 
@@ -76,6 +81,81 @@ def aggregate(per_sample: dict[str, dict], subset_of: dict[str, str]) -> dict:
         out[f"{name}/n_removed"] = int(res["n_removed"])
     return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (int, np.integer)) else v)
             for k, v in out.items()}
+
+
+# -- sparse volumes ------------------------------------------------------------------
+_PIECE = 1 << 22  # bytes decompressed at a time when streaming an .npy member
+
+
+def sparse_zeros(shape, dtype) -> np.ndarray:
+    """A zero-filled, writable, C-contiguous array whose untouched pages take no memory.
+
+    FISBe volumes are ~99.9 % background: a (385, 685, 686) int32 label image is
+    0.72 GB and an 11-neuron bool GT stack 2 GB, but their nonzero voxels touch a
+    few MB.  The array lives in a private anonymous mapping (transparent huge pages
+    off, so a write commits one 4 KiB page, not 2 MiB): pages never written read
+    as zeros from the kernel's shared zero page and add nothing to the resident
+    set.  Falls back to ``np.zeros`` where such a mapping is unavailable.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < (1 << 20) or dtype.hasobject or not hasattr(mmap, "MAP_PRIVATE"):
+        return np.zeros(shape, dtype)
+    try:
+        mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0))
+    except (OSError, ValueError):
+        return np.zeros(shape, dtype)
+    advice = getattr(mmap, "MADV_NOHUGEPAGE", None)
+    if advice is not None:
+        try:
+            mm.madvise(advice)
+        except OSError:
+            pass
+    return np.frombuffer(mm, dtype=dtype).reshape(shape)  # the array keeps the mapping alive
+
+
+def _read_npy_data(f, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """The C-order data of an .npy stream positioned after its header, into :func:`sparse_zeros`.
+
+    Decompresses :data:`_PIECE` bytes at a time and copies only the pages that hold
+    a nonzero byte, so a sparse volume costs its foreground, not its size (the
+    values are those ``np.load`` returns).  Raises ``ValueError`` on a short stream.
+    """
+    out = sparse_zeros(shape, dtype)
+    flat = out.reshape(-1).view(np.uint8)
+    page = mmap.PAGESIZE
+    pos, n = 0, flat.size
+    while pos < n:
+        want = min(_PIECE, n - pos)
+        buf = f.read(want)
+        if len(buf) != want:
+            raise ValueError(f"EOF: reading array data, expected {n} bytes, got {pos + len(buf)}")
+        b = np.frombuffer(buf, np.uint8)
+        full = want - want % page
+        if full:
+            pages = b[:full].reshape(-1, page)
+            hot = pages.view(np.uint64).any(axis=1) if page % 8 == 0 else pages.any(axis=1)
+            if hot.all():
+                flat[pos:pos + full] = b[:full]
+            elif hot.any():
+                flat[pos:pos + full].reshape(-1, page)[hot] = pages[hot]
+        if full < want and b[full:].any():
+            flat[pos + full:pos + want] = b[full:]
+        pos += want
+    f.read(1)  # reach the member's end, so that zipfile checks its CRC
+    return out
+
+
+def _flat_nonzero(flat: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero`` of a 1-D unsigned array, fast when it is mostly 0: 8-byte words
+    are screened first, then only the elements of nonzero words are looked at."""
+    b = flat.view(np.uint8)
+    n8 = b.size - b.size % 8
+    words = np.flatnonzero(b[:n8].view(np.uint64))
+    cand = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+    cand = np.concatenate([cand[b[cand] != 0], np.flatnonzero(b[n8:]) + n8])
+    return np.unique(cand // flat.itemsize)  # elements holding a nonzero byte, ascending
 
 
 # -- submissions ---------------------------------------------------------------------
@@ -160,9 +240,17 @@ class PredictionFile:
                 return np.asarray(self._dict[name])
             if self._zip is not None:
                 with self._zip.open(self._members[name]) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version in ((1, 0), (2, 0)):
+                        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                else np.lib.format.read_array_header_2_0)
+                        shape, fortran_order, dtype = read(f)
+                        if not fortran_order and not dtype.hasobject and dtype.itemsize:
+                            return _read_npy_data(f, tuple(shape), dtype)
+                with self._zip.open(self._members[name]) as f:  # other layouts: as numpy reads them
                     return np.load(f, allow_pickle=False)
             return np.asarray(self._group[name][...])
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, zipfile.BadZipFile, zlib.error) as e:
             raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({e})") from None
 
     def close(self) -> None:
@@ -285,18 +373,54 @@ class StoreData:
         return np.asarray(a[...])
 
     def gt(self, sample: str) -> np.ndarray:
-        """(N, Z, Y, X) bool, one channel per neuron."""
+        """(N, Z, Y, X) bool, one channel per neuron.
+
+        Only the stored chunks are read, and only their labeled voxels written, into
+        a :func:`sparse_zeros` array: a real-size 11-neuron stack is 2 GB of address
+        space but a few MB of memory."""
         a = self._array(sample, "gt_instances")
         raw_shape = tuple(self._array(sample, "raw").shape)
         if a.ndim != 4 or tuple(a.shape[1:]) != raw_shape[1:]:
             raise DataFormatError(f"{self.store_path}: sample {sample}: gt_instances has shape {a.shape} but raw "
                                   f"has {raw_shape}; expected (N, Z, Y, X) over the same (Z, Y, X)")
-        g = np.asarray(a[...])
-        if g.dtype != bool:
-            g = g != 0
-        if not g.any():
+        g = sparse_zeros(a.shape, bool)
+        found = False
+        for key in self._stored_chunks(sample, a):
+            block = np.ascontiguousarray(a.blocks[key])
+            hit = _flat_nonzero(block.reshape(-1).view(f"u{block.dtype.itemsize}"))
+            if hit.size:
+                found = True
+                g[tuple(h + k * c for h, k, c in zip(np.unravel_index(hit, block.shape), key, a.chunks))] = True
+        if not found:
             raise DataFormatError(f"{self.store_path}: sample {sample}: gt_instances is empty (no labeled voxel)")
         return g
+
+    def _stored_chunks(self, sample: str, a) -> list[tuple[int, ...]]:
+        """Grid positions of the chunks of array ``a`` that exist in the store.
+
+        Chunks never written (all background: most of a FISBe volume) read as the
+        fill value 0, so only the stored ones need reading.  All grid positions
+        (each read through zarr) where the array is not in a local Zarr v2
+        directory, its fill value is nonzero, or a file there is no chunk key."""
+        grid = [-(-s // c) for s, c in zip(a.shape, a.chunks)]
+        everything = list(itertools.product(*map(range, grid)))
+        folder = os.path.join(self.store_path, sample, a.basename)
+        if a.metadata.zarr_format != 2 or (a.fill_value is not None and a.fill_value != 0) \
+                or not os.path.isfile(os.path.join(folder, ".zarray")):
+            return everything
+        keys = []
+        for parent, _, files in os.walk(folder):
+            for f in files:
+                if f.startswith("."):
+                    continue
+                parts = re.split(r"[./\\]", os.path.relpath(os.path.join(parent, f), folder))
+                if len(parts) != len(grid) or not all(p.isdigit() for p in parts):
+                    return everything
+                key = tuple(int(p) for p in parts)
+                if any(k >= n for k, n in zip(key, grid)):
+                    return everything
+                keys.append(key)
+        return sorted(keys)
 
 
 # -- the task -------------------------------------------------------------------------
@@ -316,13 +440,11 @@ class FisbeInstanceSegmentation(Task):
     def load(self, options) -> StoreData:
         """Open the prepared ``fisbe`` store (preparing it if needed) and its sample index."""
         from neuroharness.loaders import get_loader
-        from neuroharness.loaders.fisbe import open_fisbe, sample_index
+        from neuroharness.loaders.fisbe import read_sample_index
 
-        version = self.card.datasets[0].version
-        index = sample_index(open_fisbe(version))
-        if "sample" not in index.columns:  # sample ids as the index
-            index = index.rename_axis("sample").reset_index()
-        return StoreData(str(get_loader("fisbe").store_path(version)), index.reset_index(drop=True))
+        path = get_loader("fisbe").ensure(self.card.datasets[0].version)  # prepares a missing store
+        index = read_sample_index(path)  # the root's index arrays only, no DataTree of every sample
+        return StoreData(str(path), index.reset_index(drop=True))
 
     def describe_data(self, data: StoreData) -> str:
         counts = data.index.groupby(["subset", "split"]).size()
@@ -359,6 +481,8 @@ class FisbeInstanceSegmentation(Task):
             pred = volume(s)
             check_prediction_header(source, s, pred.shape, pred.dtype, data.shape(s))
             check_prediction_values(source, s, pred)
+            if pred.dtype.kind == "i":  # checked >= 0: the same labels, and the metric skips its own min() pass
+                pred = pred.view(pred.dtype.str.replace("i", "u"))
             per_sample[s] = self.score_volume(data, s, pred)
             del pred
         # aggregate's main_score (= S, first key) is what the base would add; kept so that the key order of
@@ -368,7 +492,7 @@ class FisbeInstanceSegmentation(Task):
     def score(self, data: StoreData, split: str, predictions) -> dict:
         """Metrics of ``predictions`` (``{sample: array}`` or a :class:`PredictionFile`) on ``split``.
 
-        Keeps the ``note`` of a one-subset store and NaN clDice_TP (no TP at 0.5)."""
+        Keeps the ``note`` of a one-subset store."""
         with (predictions if isinstance(predictions, PredictionFile) else PredictionFile(predictions)) as pf:
             return self._score(data, split, pf.load, pf.name)
 
