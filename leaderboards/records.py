@@ -19,8 +19,25 @@ Schema (``schema_version`` 2)::
                       "platform": str, "device": str (CPU model or CUDA device), "threads": int, "torch_cuda": str | null,
                       "cudnn": int | null, "packages": {name: version}},
       "wall_time_s": float,
-      "created": ISO 8601 UTC
+      "created": ISO 8601 UTC,
+      "predictions_sha256": str,    # optional: records of a scored predictions file
+      "record_digest": str          # sha256 of the record's canonical JSON without this field
     }
+
+``model`` may also hold ``origin``: ``{"kind": "builtin" | "plugin" | "submission",
+"package": str | null, "version": str | null}``. The published JSON Schema
+(draft 2020-12) is ``record.schema.json`` beside this module
+(:func:`schema_path`); :func:`write_record` and :func:`read_records` validate
+every record against it, after the checks below that name the field, what was
+found and what was expected.
+
+``record_digest`` (:func:`record_digest`) is the sha256 of the UTF-8 canonical
+JSON of the record without that field (keys sorted, no whitespace). A record
+edited after it was written no longer matches it and is refused, and so is a
+record without one. The digest shows edits; it is not a signature (anyone can
+recompute it), which is why the leaderboard also checks every metric against
+the range its task card gives and that ``main_score`` is the main metric's value
+(:func:`check_against_card`), and why official numbers are reproducible.
 
 ``content_sha256`` is the checksum of exactly what the task read: the whole
 store, or for a dataset read in parts (one graph of ``vesselgraph``) a digest
@@ -30,6 +47,8 @@ same graph compare whatever else the store holds. Version 1 records (before
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -44,6 +63,9 @@ from neuroharness.loaders.io import write_text_atomic
 from neuroharness.tasks.base import parts_digest
 
 SCHEMA_VERSION = 2
+SCHEMA_FILE = "record.schema.json"
+#: slack on a card's metric range, for values computed in floating point (e.g. a Spearman rho of 1 + 2e-16)
+RANGE_TOLERANCE = 1e-9
 REQUIRED = ("schema_version", "task", "datasets", "model", "seed", "split", "split_sha256", "metrics", "environment")
 PACKAGES = ("numpy", "scipy", "pandas", "xarray", "zarr", "numcodecs", "dask", "scikit-learn", "torch", "torch-geometric",
             "numba", "h5py", "huggingface-hub")
@@ -115,9 +137,22 @@ def record_filename(task: str, model: str, seed: int, options: dict[str, str] | 
     return f"{task}__{model}__seed{seed}{opts}.json"
 
 
+def record_digest(record: dict) -> str:
+    """sha256 of the canonical JSON of ``record`` without its ``record_digest``: keys sorted, no whitespace."""
+    body = {k: v for k, v in record.items() if k != "record_digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def write_record(record: dict, out_dir: os.PathLike) -> Path:
-    """Validate and write ``record`` atomically; return its path."""
+    """Stamp ``record_digest``, validate (schema, card ranges) and write atomically; return the path.
+
+    ``record`` itself is not changed; the file holds it with its digest. Nothing
+    is written when a check fails.
+    """
+    record = {**{k: v for k, v in record.items() if k != "record_digest"}, "record_digest": record_digest(record)}
     validate_record(record, "record")
+    check_against_card(record, "record")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / record_filename(record["task"]["name"], record["model"]["name"], record["seed"],
@@ -176,11 +211,138 @@ def validate_record(record: dict, source: str) -> dict:
             raise DataFormatError(f"{source}: metrics.{k} = {v!r}, expected a finite number")
     if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
         raise DataFormatError(f"{source}: seed = {record['seed']!r}, expected an integer")
+    main = record["task"]["main_metric"]
+    if metrics["main_score"] != metrics[main]:
+        raise DataFormatError(
+            f"{source}: metrics.main_score = {metrics['main_score']!r} differs from metrics.{main} = {metrics[main]!r}; "
+            f"expected the value of the task's main_metric {main}")
+    if "record_digest" not in record:
+        raise DataFormatError(
+            f"{source}: field record_digest missing: the record was not written by neuroharness's write_record (or "
+            f"predates record digests); remake it with `neuroharness run {record['task']['name']} --model "
+            f"{record['model']['name']} --seeds {record['seed']}`")
+    digest = record_digest(record)
+    if record["record_digest"] != digest:
+        raise DataFormatError(
+            f"{source}: record_digest {record['record_digest']!r} does not match the record's content (sha256 "
+            f"{digest}): the record was edited after it was written; remake it instead of editing it")
+    _check_schema(record, source)
     return record
 
 
+# -- the published schema --------------------------------------------------------------
+def schema_path() -> Path:
+    """Path of the published JSON Schema of records (``record.schema.json``, installed with the package)."""
+    return Path(__file__).with_name(SCHEMA_FILE)
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_validator():
+    import jsonschema  # imported here: only `run` and `leaderboard` read or write records
+
+    schema = json.loads(schema_path().read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _field(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_message(error) -> str:
+    """One error of the schema as "field F = found, expected E"."""
+    where = _field(error.absolute_path)
+    found, kind, value = error.instance, error.validator, error.validator_value
+    if kind == "required":
+        missing = [k for k in value if isinstance(found, dict) and k not in found]
+        names = [f"{where}.{k}" if where else k for k in missing]
+        return f"missing field(s) {names}"
+    if kind == "additionalProperties" and value is False:
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(k for k in found if k not in allowed)
+        return (f"field(s) {extra} not allowed {'in ' + where if where else 'in a record'} "
+                f"(the schema allows {', '.join(allowed)})")
+    expected = {
+        "type": lambda: f"expected {' or '.join(value) if isinstance(value, list) else value}",
+        "enum": lambda: f"expected one of {value}",
+        "const": lambda: f"expected {value!r}",
+        "pattern": lambda: "expected 64 lowercase hex digits" if value == "^[0-9a-f]{64}$" else f"expected to match {value}",
+        "minimum": lambda: f"expected >= {value}",
+        "minLength": lambda: "expected a non-empty string",
+        "minItems": lambda: f"expected at least {value} item(s)",
+        "minProperties": lambda: f"expected at least {value} entr{'y' if value == 1 else 'ies'}",
+    }.get(kind, lambda: f"not valid ({error.message})")()
+    text = repr(found)
+    return f"field {where or '(record)'} = {text if len(text) <= 80 else text[:77] + '...'}, {expected}"
+
+
+def _check_schema(record: dict, source: str) -> None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_schema_validator().iter_errors(record))
+    if error is not None:
+        raise DataFormatError(f"{source}: {_schema_message(error)} (schema {SCHEMA_FILE})")
+
+
+# -- the task card ------------------------------------------------------------------------
+def check_against_card(record: dict, source: str, card=None) -> dict:
+    """Check ``record`` against its registered task card; :class:`DataFormatError` naming ``source`` otherwise.
+
+    Every metric (test and validation) that the card gives a range must lie in it
+    (within :data:`RANGE_TOLERANCE`); a record of the card's version must name the
+    card's main metric and direction. ``card`` defaults to
+    ``neuroharness.tasks.get_card(record["task"]["name"])``.
+    """
+    from neuroharness.errors import UnknownNameError
+
+    name = record["task"]["name"]
+    if card is None:
+        from neuroharness.tasks import get_card
+
+        try:
+            card = get_card(name)
+        except UnknownNameError as e:
+            raise DataFormatError(f"{source}: field task.name = {name!r}: {e}") from None
+    if record["task"]["version"] == card.version:
+        if record["task"]["main_metric"] != card.main_metric:
+            raise DataFormatError(f"{source}: field task.main_metric = {record['task']['main_metric']!r}, but task "
+                                  f"card {name} v{card.version} says {card.main_metric!r}")
+        higher = record["task"].get("higher_is_better", True)
+        if higher != card.higher_is_better:
+            raise DataFormatError(f"{source}: field task.higher_is_better = {higher!r}, but task card {name} "
+                                  f"v{card.version} says {card.higher_is_better!r} for {card.main_metric}")
+    for spec in card.metrics:
+        if spec.low is None and spec.high is None:
+            continue
+        for group in ("metrics", "validation_metrics"):
+            value = (record.get(group) or {}).get(spec.name)
+            if value is None or value != value:  # absent, or a NaN validation score (test scores are finite)
+                continue
+            low = -math.inf if spec.low is None else spec.low
+            high = math.inf if spec.high is None else spec.high
+            if not low - RANGE_TOLERANCE <= value <= high + RANGE_TOLERANCE:
+                raise DataFormatError(
+                    f"{source}: {group}.{spec.name} = {value!r}, outside the range {_range_text(spec)} that task card "
+                    f"{name} gives for {spec.name}")
+    return record
+
+
+def _range_text(spec) -> str:
+    if spec.low is not None and spec.high is not None:
+        return f"[{spec.low:g}, {spec.high:g}]"
+    return f">= {spec.low:g}" if spec.low is not None else f"<= {spec.high:g}"
+
+
 def read_records(paths_or_dir) -> list[tuple[Path, dict]]:
-    """Read and validate every ``*.json`` record under a directory (or a list of files)."""
+    """Read and validate every ``*.json`` record under a directory (or a list of files).
+
+    Each record is checked against the schema, its ``record_digest`` and its task's
+    registered card (:func:`validate_record`, :func:`check_against_card`).
+    """
     if isinstance(paths_or_dir, (str, os.PathLike)):
         root = Path(paths_or_dir)
         if not root.exists():
@@ -194,5 +356,5 @@ def read_records(paths_or_dir) -> list[tuple[Path, dict]]:
             record = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise DataFormatError(f"{p}: not a readable JSON record ({e})") from None
-        out.append((p, validate_record(record, str(p))))
+        out.append((p, check_against_card(validate_record(record, str(p)), str(p))))
     return out

@@ -78,13 +78,16 @@ def _hyperparameters(args) -> dict:
 
 
 def _check_hyperparameters(card, models: list[str], hyperparameters: dict) -> None:
-    """Every override must be a parameter of every chosen model's factory (imports the model modules)."""
+    """Every override must be a parameter of every chosen model's factory (imports the model modules;
+    a plugin factory that cannot be imported is an error naming the model)."""
     import inspect
+
+    from neuroharness.tasks.plugins import resolve, resolve_factory
 
     if not hyperparameters:
         return
     for name in models:
-        factory = card.model_specs[name].resolve_factory()
+        factory = resolve_factory(resolve(card, name), card.name)
         try:
             params = inspect.signature(factory).parameters
         except (TypeError, ValueError):  # builtins without a signature: let the factory decide
@@ -100,14 +103,19 @@ def _check_hyperparameters(card, models: list[str], hyperparameters: dict) -> No
 
 
 def _models(card, given: list[str]) -> list[str]:
-    specs = card.model_specs
+    """Model names: the card's, installed plugins' (entry points) or import strings ``package.module:Factory``;
+    'all' is every card and plugin model. Reads package metadata only (imports no model)."""
+    from neuroharness.tasks.plugins import models_for, resolve
+
     if "all" in given:
         if len(given) > 1:
             raise UsageError(f"--model all runs every model; got it together with {', '.join(m for m in given if m != 'all')}")
-        return list(specs)
+        return list(models_for(card))
     for m in given:
-        if m not in specs:
-            raise UsageError(str(UnknownNameError("model", m, specs)))
+        try:
+            resolve(card, m)
+        except UnknownNameError as e:
+            raise UsageError(str(e)) from None
     return list(dict.fromkeys(given))
 
 
@@ -247,6 +255,36 @@ def cmd_tasks_template(args) -> int:
     return 0
 
 
+# -- models -----------------------------------------------------------------------------
+def cmd_models_list(args) -> int:
+    """Models of every task (or of TASK): the cards' and the installed plugins' (entry-point metadata only:
+    no plugin module is imported, so plugins show no description)."""
+    from neuroharness.tasks import get_card, list_tasks
+    from neuroharness.tasks.plugins import models_for, origin_of, problems
+
+    cards = [_task_card(args.task)] if args.task else [get_card(n) for n in list_tasks()]
+    rows = []
+    for card in cards:
+        for spec in models_for(card).values():
+            o = origin_of(spec)
+            rows.append({"task": card.name, "model": spec.name, "origin": o["kind"], "package": o["package"],
+                         "version": o["version"], "factory": spec.factory if isinstance(spec.factory, str) else None,
+                         "description": spec.description or None})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        head = ("task", "model", "origin", "package", "version", "description")
+        cells = [[str(r[k] if r[k] is not None else "-") for k in head] for r in rows]
+        for c in cells:  # the whole description is in `tasks info TASK` and --json
+            c[-1] = c[-1] if len(c[-1]) <= 72 else c[-1][:71].rstrip() + "…"
+        widths = [max(len(x) for x in col) for col in zip(head, *cells)] if cells else [len(h) for h in head]
+        for line in [list(head), *cells]:
+            print("  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip())
+    for problem in problems():
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
 # -- run, evaluate, leaderboard -------------------------------------------------------------
 def cmd_run(args) -> int:
     card = _task_card(args.task)
@@ -258,12 +296,30 @@ def cmd_run(args) -> int:
         raise UsageError(f"--out {out}: is a file; expected a folder for the records (it is created if missing)")
     hyperparameters = _hyperparameters(args)
     _check_hyperparameters(card, models, hyperparameters)
+    from neuroharness.tasks.plugins import build, resolve
+
+    for m in models:  # every factory imports and builds before any record is written
+        build(resolve(card, m), card.name, hyperparameters)
     from neuroharness.leaderboards.runner import run
 
     for m in models:
-        for p in run(card.name, m, seeds, out, options=options, hyperparameters=hyperparameters or None):
+        for p in run(card.name, m, seeds, out, options=options, hyperparameters=hyperparameters or None,
+                     force=args.force):
             print(p)
     return 0
+
+
+def cmd_reproduce(args) -> int:
+    """Rerun official records; exit 1 when a metric differs beyond the card's tolerance."""
+    card = _task_card(args.task)
+    if args.model:
+        _models(card, args.model)
+    records = _existing(args.records, "--records: a folder of records") if args.records else None
+    from neuroharness.leaderboards.reproduce import reproduce
+
+    report = reproduce(card.name, models=args.model, records_dir=records)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
 
 
 def _format_value(v) -> str:
@@ -312,12 +368,22 @@ def cmd_evaluate(args) -> int:
 def cmd_leaderboard(args) -> int:
     card = _task_card(args.task)
     options = _task_options(card, args)
+    if args.only_results and not args.results:
+        raise UsageError("--only-results shows the records of --results DIR alone; give --results DIR")
     results = _existing(args.results, "--results: the folder of records") if args.results else None
+    from neuroharness.errors import DataFormatError
     from neuroharness.leaderboards import official_dir, table
     from neuroharness.leaderboards.records import read_records
 
-    records = read_records(results or official_dir(card.name))
-    print(table.render(table.build(records, task=card.name, options=options), args.format), end="")
+    folder = official_dir(card.name)
+    official = sorted(folder.glob("*.json")) if folder.is_dir() and not args.only_results else []
+    if not official and results is None:
+        raise DataFormatError(
+            f"task {card.name} has no official records yet; rank your own: `neuroharness run {card.name} --model M "
+            f"--out DIR`, then `neuroharness leaderboard {card.name} "
+            f"--results DIR`")
+    records = (read_records(official) if official else []) + (read_records(results) if results else [])
+    print(table.render(table.build(records, task=card.name, options=options, official=official), args.format), end="")
     return 0
 
 
@@ -366,15 +432,33 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--split", default="test", choices=["test", "val"])
     tt.set_defaults(func=cmd_tasks_template)
 
-    r = sub.add_parser("run", parents=[quiet, option], help="run registered models over seeds, one JSON record per run")
+    m = sub.add_parser("models", parents=[quiet], help="list the models of tasks: built in and installed plugins")
+    msub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ml = msub.add_parser("list", parents=[quiet], help="task, model, origin (builtin or plugin), package and version")
+    ml.add_argument("task", nargs="?", metavar="TASK", help="only the models of this task")
+    ml.add_argument("--json", action="store_true", help="machine-readable list")
+    ml.set_defaults(func=cmd_models_list)
+
+    r = sub.add_parser("run", parents=[quiet, option], help="run models over seeds, one JSON record per run")
     r.add_argument("task", metavar="TASK")
-    r.add_argument("--model", nargs="+", required=True, metavar="MODEL", help="model name(s), or 'all'")
+    r.add_argument("--model", nargs="+", required=True, metavar="MODEL",
+                   help="model name(s) (see `models list TASK`: the card's and installed plugins'), "
+                        "package.module:Factory for an importable unregistered factory, or 'all'")
     r.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="integers >= 0 (default: the task card's seeds)")
     r.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
                    help="override a model hyperparameter; VALUE is read as JSON when it parses (3, 1e-3, true, "
                         "[64, 64]), else as a string; repeatable")
     r.add_argument("--out", default="results", help="folder for the records (default: results)")
+    r.add_argument("--force", action="store_true",
+                   help="recompute seeds whose records are already in --out (default: keep finished ones)")
     r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("reproduce", parents=[quiet],
+                        help="rerun the official baselines and compare with the official records")
+    rp.add_argument("task", metavar="TASK")
+    rp.add_argument("--model", nargs="+", metavar="MODEL", help="only these models (default: every official record)")
+    rp.add_argument("--records", metavar="DIR", help="records to reproduce instead of the official ones")
+    rp.set_defaults(func=cmd_reproduce)
 
     e = sub.add_parser("evaluate", parents=[quiet, option], help="score a predictions file (npz, parquet or zarr)")
     e.add_argument("task", metavar="TASK")
@@ -386,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lb = sub.add_parser("leaderboard", parents=[quiet, option], help="aggregate records into mean ± std over seeds")
     lb.add_argument("task", metavar="TASK")
-    lb.add_argument("--results", help="folder of records (default: the official baseline records)")
+    lb.add_argument("--results", metavar="DIR",
+                    help="folder of your records, ranked together with the official baseline records")
+    lb.add_argument("--only-results", action="store_true", help="show the records of --results alone, without the official ones")
     lb.add_argument("--format", default="md", choices=["md", "csv", "json"])
     lb.set_defaults(func=cmd_leaderboard)
     return p

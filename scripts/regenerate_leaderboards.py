@@ -50,7 +50,7 @@ def regenerate(task_name: str) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{task_name}.tmp-", dir=final.parent))
     try:
-        for model in task.models:
+        for model in task.card.model_specs:  # built-in baselines only, never installed plugins
             run(task_name, model, None, tmp)
         old = final.with_name(final.name + ".old")
         if final.exists():

@@ -9,8 +9,11 @@ checker -> score. A family implements only its data view and its scoring:
   options and store checksums by the base class),
 - :meth:`Task.ids` the scored items of a split, in order (a DataFrame of id
   columns; the submission template, and the input of ``split_sha256``),
+- :meth:`Task.training_view_of` what a model may see for training (inputs
+  and targets of train and val, never test targets; public as
+  :meth:`Task.training_view`),
 - :meth:`Task.fit` / :meth:`Task.predict` adapters to the family's model
-  protocol (training views never hold test targets),
+  protocol (:mod:`neuroharness.tasks.protocols`), fitting on the training view,
 - :meth:`Task.score` metrics of predictions on a split,
 - :meth:`Task.read_submission` a prediction file, through
   :mod:`neuroharness.tasks.submission`,
@@ -28,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-from neuroharness.errors import NeuroharnessError, SubmissionError, UnknownNameError
+from neuroharness.errors import NeuroharnessError, SubmissionError
 
 from .card import ModelSpec, TaskCard
 from .model_utils import describe
@@ -104,12 +107,26 @@ class Task:
 
     @property
     def models(self) -> dict[str, ModelSpec]:
-        return self.card.model_specs
+        """The card's models, then the installed plugin models of this task (entry points; none imported)."""
+        from .plugins import models_for
+
+        return models_for(self.card)
 
     def get_model(self, name: str) -> ModelSpec:
-        if name not in self.models:
-            raise UnknownNameError("model", name, self.models)
-        return self.models[name]
+        """Model ``name``: a card or plugin model, or an import string ``package.module:Factory``."""
+        from .plugins import resolve
+
+        return resolve(self.card, name)
+
+    def build_model(self, name: str, hyperparameters: Mapping[str, Any] | None = None):
+        """An unfitted model ``name`` (card hyperparameters, ``hyperparameters`` on top).
+
+        A factory that cannot be imported or raises is a
+        :class:`~neuroharness.tasks.plugins.PluginError` naming the model, its
+        origin and the exception."""
+        from .plugins import build
+
+        return build(self.get_model(name), self.name, dict(hyperparameters or {}))
 
     # -- options and splits ------------------------------------------------------
     def resolve_options(self, given: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -184,6 +201,10 @@ class Task:
         """DataFrame of the scored items of ``split`` in scoring order (id columns only)."""
         raise NotImplementedError
 
+    def training_view_of(self, data):
+        """What a model may see for training, taken from the data view ``data`` (no test targets)."""
+        raise NotImplementedError
+
     def fit(self, model, data, seed: int):
         """Fit ``model`` on the training view of ``data``; return the fitted model."""
         raise NotImplementedError
@@ -219,9 +240,8 @@ class Task:
         ``options`` are the card's options (defaults from the card);
         ``hyperparameters`` override the card's values for this model.
         """
-        spec = self.get_model(model_name)
+        model = self.build_model(model_name, hyperparameters)
         data = self.data(options)
-        model = spec.build(**dict(hyperparameters or {}))
         built = describe(model)
         t0 = time.perf_counter()
         model = self.fit(model, data, int(seed))
@@ -234,6 +254,13 @@ class Task:
             metrics=metrics, validation_metrics=val, n_parameters=int(getattr(model, "n_parameters", 0)),
             hyperparameters=built, fitted=fitted, split_sha256=self.split_sha256(options),
             fit_predict_seconds=wall)
+
+    def training_view(self, options: Mapping[str, str] | None = None):
+        """What a model may see for training: inputs and targets of the train and validation splits,
+        never test targets; the objects :meth:`fit` passes to the model (the family's protocol in
+        :mod:`neuroharness.tasks.protocols`). Each family's docstring of :meth:`training_view_of`
+        says what it holds."""
+        return self.training_view_of(self.data(options))
 
     def split_sha256(self, options: Mapping[str, str] | None = None, split: str = "test") -> str:
         """Digest of the scored ids of ``split`` and their order (see :func:`split_digest`)."""

@@ -44,9 +44,17 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A metric of a task: its direction and, where known, the range its values lie in.
+
+    ``low`` / ``high`` (None: unbounded on that side) are what a record may
+    hold: leaderboards refuse a record whose metric lies outside them.
+    """
+
     name: str
     higher_is_better: bool
     description: str
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,9 @@ class TaskCard:
     submission: str = ""
     references: tuple[str, ...] = ()
     options: dict[str, TaskOption] = field(default_factory=dict)
+    #: Largest absolute difference `neuroharness reproduce` accepts between a rerun of an official
+    #: record and the record (0: bit-identical, what single-threaded CPU baselines give).
+    reproduce_tolerance: float = 0.0
 
     def __post_init__(self):
         where = f"task card {self.name!r}"
@@ -128,6 +139,14 @@ class TaskCard:
             raise CardError(f"{where}: metric names repeat: {names}")
         if self.main_metric not in names:
             raise CardError(f"{where}: main_metric {self.main_metric!r} is not one of its metrics {names}")
+        for m in self.metrics:
+            for bound in ("low", "high"):
+                value = getattr(m, bound)
+                if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)
+                                          or value != value or value in (float("inf"), float("-inf"))):
+                    raise CardError(f"{where}: metric {m.name} {bound} = {value!r}, expected a finite number or None")
+            if m.low is not None and m.high is not None and m.low > m.high:
+                raise CardError(f"{where}: metric {m.name} has low = {m.low!r} > high = {m.high!r}")
         stray = sorted(set(self.chance) - set(names))
         if stray:
             raise CardError(f"{where}: chance levels for {stray}, which are not metrics of the card {names}")
@@ -139,6 +158,8 @@ class TaskCard:
             raise CardError(f"{where}: model names repeat: {models}")
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds) or not self.seeds:
             raise CardError(f"{where}: seeds must be a non-empty tuple of integers, got {self.seeds!r}")
+        if not (isinstance(self.reproduce_tolerance, (int, float)) and 0 <= self.reproduce_tolerance < float("inf")):
+            raise CardError(f"{where}: reproduce_tolerance must be a finite number >= 0, got {self.reproduce_tolerance!r}")
         if ":" not in self.implementation:
             raise CardError(f"{where}: implementation {self.implementation!r} is not 'package.module:Class'")
 

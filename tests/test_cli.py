@@ -179,21 +179,21 @@ def test_run_passes_options_seeds_and_hyperparameters(capsys, tmp_path, monkeypa
     assert main(["run", TASK, "--model", "connectome-multihop", "connectome-direct", "--seeds", "4", "0",
                  "--out", str(out), "--hyperparameter", "annotation=cook_2019"]) == 0
     hp = {"annotation": "cook_2019"}
-    assert calls == [((TASK, "connectome-multihop", [4, 0], out), {"options": {}, "hyperparameters": hp}),
-                     ((TASK, "connectome-direct", [4, 0], out), {"options": {}, "hyperparameters": hp})]
+    assert calls == [((TASK, "connectome-multihop", [4, 0], out), {"options": {}, "hyperparameters": hp, "force": False}),
+                     ((TASK, "connectome-direct", [4, 0], out), {"options": {}, "hyperparameters": hp, "force": False})]
     assert capsys.readouterr().out.split() == ["record1.json", "record2.json"]
 
     calls.clear()
-    assert main(["run", TASK, "--model", "connectome-multihop", "--out", str(out),
+    assert main(["run", TASK, "--model", "connectome-multihop", "--out", str(out), "--force",
                  "--hyperparameter", "hops=[1, 2]", "--hyperparameter", "alphas=[0.5]"]) == 0
     assert calls == [((TASK, "connectome-multihop", [0, 1, 2], out),  # the card's seeds
-                      {"options": {}, "hyperparameters": {"hops": [1, 2], "alphas": [0.5]}})]
+                      {"options": {}, "hyperparameters": {"hops": [1, 2], "alphas": [0.5]}, "force": True})]
 
     calls.clear()
     assert main(["run", "vesselgraph-link-prediction", "--model", "adamic-adar", "--seeds", "0", "--out", str(out),
                  "--option", "graph=BALBc_no1"]) == 0
     assert calls == [(("vesselgraph-link-prediction", "adamic-adar", [0], out),
-                      {"options": {"graph": "BALBc_no1"}, "hyperparameters": None})]
+                      {"options": {"graph": "BALBc_no1"}, "hyperparameters": None, "force": False})]
 
 
 def test_hyperparameter_values_are_json_literals_else_strings():
@@ -253,18 +253,18 @@ def test_tasks_template(capsys, tmp_path):
 
 # -- leaderboard -----------------------------------------------------------------
 def test_leaderboard_markdown(capsys, results):
-    assert main(["leaderboard", TASK, "--results", str(results)]) == 0
+    assert main(["leaderboard", TASK, "--results", str(results), "--only-results"]) == 0
     out = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if re.match(r"\| \d", line)]
     assert rows == [
-        ["1", "b", "0.9000 ± 0.0000", "0.2500 ± 0.0000", "2", "1,234"],
-        ["2", "a", "0.7000 ± 0.1414", "0.2500 ± 0.0000", "2", "1,234"],
+        ["1", "b", "0.9000 ± 0.0000", "0.2500 ± 0.0000", "2", "1,234", "no (p = 0.295)"],
+        ["2", "a", "0.7000 ± 0.1414", "0.2500 ± 0.0000", "2", "1,234", "–"],
     ]
-    assert "| rank | model | roc_auc (main) | average_precision | seeds | params |" in out
+    assert "| rank | model | roc_auc (main) | average_precision | seeds | params | gap vs next |" in out
 
 
 def test_leaderboard_csv(capsys, results):
-    assert main(["leaderboard", TASK, "--results", str(results), "--format", "csv"]) == 0
+    assert main(["leaderboard", TASK, "--results", str(results), "--only-results", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["model"] for r in rows] == ["b", "a"]
     assert float(rows[1]["roc_auc_mean"]) == pytest.approx(0.7)
@@ -272,7 +272,7 @@ def test_leaderboard_csv(capsys, results):
 
 
 def test_leaderboard_json(capsys, results):
-    assert main(["leaderboard", TASK, "--results", str(results), "--format", "json"]) == 0
+    assert main(["leaderboard", TASK, "--results", str(results), "--only-results", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["meta"]["task"] == TASK and data["meta"]["main_metric"] == "roc_auc"
     assert [(r["rank"], r["model"]) for r in data["rows"]] == [(1, "b"), (2, "a")]
@@ -289,7 +289,7 @@ def test_leaderboard_official_records(capsys):
     # the official baselines: 4 models x 3 seeds, the GNN first and chance last
     assert ranked == ["gnn-link", "connectome-multihop", "connectome-direct", "chance"]
     assert "| 2 | connectome-multihop | 0.6845 ± 0.0000 |" in captured.out
-    assert all(line.split(" | ")[-2] == "3" for line in lines[1:])
+    assert all(line.split(" | ")[-3] == "3" for line in lines[1:])
 
 
 # -- flags -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 from neuroharness.errors import DataFormatError, IncomparableResultsError
 from neuroharness.leaderboards import table
-from neuroharness.leaderboards.records import SCHEMA_VERSION, read_records, record_filename, write_record
+from neuroharness.leaderboards.records import SCHEMA_VERSION, read_records, record_digest, record_filename, write_record
 
 TASK = "celegans-structure-function"
 SHA_A = "a" * 64
@@ -85,7 +85,8 @@ def test_write_record_is_atomic_and_round_trips(tmp_path):
     assert path.name == record_filename(TASK, "good", 3) == f"{TASK}__good__seed3.json"
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left
     [(p, back)] = read_records(path.parent)
-    assert p == path and back == rec
+    assert "record_digest" not in rec  # the caller's dict is not changed; the file holds the digest
+    assert p == path and back == {**rec, "record_digest": record_digest(rec)}
     # rewriting replaces the file in place, still leaving nothing else behind
     write_record(make_record("good", 3, 0.9), path.parent)
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -101,6 +102,9 @@ def test_write_record_refuses_invalid_record_and_writes_nothing(tmp_path):
 
 
 def _write_raw(path, record) -> None:
+    """Write ``record`` as is, with a matching record_digest: only what the test broke is wrong."""
+    if isinstance(record, dict):
+        record = {**record, "record_digest": record_digest(record)}
     path.write_text(json.dumps(record))  # json writes NaN as a bare token; read back as float nan
 
 
@@ -185,9 +189,10 @@ def test_build_sorts_by_main_score(results):
 
 
 def test_build_sorts_ascending_when_lower_is_better(tmp_path):
+    # version 0.9: the card (v1.0) says roc_auc is higher-is-better, and a record of its own version must agree
     for model, vals in SEEDS.items():
         for seed, (roc, ap) in enumerate(vals):
-            write_record(make_record(model, seed, roc, ap, higher_is_better=False), tmp_path)
+            write_record(make_record(model, seed, roc, ap, higher_is_better=False, version="0.9"), tmp_path)
     t = table.build(read_records(tmp_path))
     assert list(t["model"]) == ["weak", "good", "spiky"]
 
@@ -201,10 +206,11 @@ def test_single_seed_has_zero_std(tmp_path):
 
 
 def test_build_filters_by_task(results):
-    write_record(make_record("other", 0, 0.99, task="some-other-task"), results)
+    other = "vesselgraph-link-prediction"
+    write_record(make_record("other", 0, 0.99, task=other), results)
     recs = read_records(results)
     assert "other" not in set(table.build(recs, task=TASK)["model"])
-    assert list(table.build(recs, task="some-other-task")["model"]) == ["other"]
+    assert list(table.build(recs, task=other)["model"]) == ["other"]
     with pytest.raises(DataFormatError, match="no result records for task nope"):
         table.build(recs, task="nope")
 
@@ -216,6 +222,12 @@ def test_different_task_versions_are_incomparable(results):
     msg = str(exc.value)
     assert f"task {TASK} 1.0" in msg and f"task {TASK} 2.0" in msg
     assert "9 record(s)" in msg and "1 record(s)" in msg
+    # the field that differs, each value and the records carrying it
+    [line] = [x for x in msg.splitlines() if "differs" in x]
+    newer = results / f"{TASK}__newer__seed0.json"
+    assert line.strip() == (f"task.version differs: '1.0' in 9 record(s): {results / f'{TASK}__good__seed0.json'}, "
+                            f"{results / f'{TASK}__good__seed1.json'}, {results / f'{TASK}__good__seed2.json'} and 6 more; "
+                            f"'2.0' in 1 record(s): {newer}")
 
 
 def test_different_dataset_checksums_are_incomparable(results):
@@ -225,6 +237,9 @@ def test_different_dataset_checksums_are_incomparable(results):
     msg = str(exc.value)
     assert f"sha256 {SHA_A[:12]}" in msg and f"sha256 {SHA_B[:12]}" in msg
     assert "celegans-funatlas 1.0" in msg
+    [line] = [x for x in msg.splitlines() if "differs" in x]
+    assert line.startswith(f"  datasets[celegans-funatlas].content_sha256 differs: '{SHA_A}' in 9 record(s): ")
+    assert line.endswith(f"'{SHA_B}' in 1 record(s): {results / f'{TASK}__rebuilt__seed0.json'}")
 
 
 def test_different_splits_are_incomparable(results):
@@ -234,6 +249,8 @@ def test_different_splits_are_incomparable(results):
     msg = str(exc.value)
     assert f"split sha256 {SPLIT_A[:12]}" in msg and f"split sha256 {SPLIT_B[:12]}" in msg
     assert "different task or dataset versions, task options or splits" in msg
+    assert [x.split(":")[0].strip() for x in msg.splitlines() if "differs" in x] == ["split_sha256 differs"]
+    assert f"'{SPLIT_B}' in 1 record(s): {results / f'{TASK}__resplit__seed0.json'}" in msg
 
 
 def test_records_read_in_parts_compare_by_the_parts_they_read(tmp_path):
@@ -262,6 +279,7 @@ def test_different_task_options_are_incomparable_and_filterable(tmp_path):
         table.build(read_records(out))
     msg = str(exc.value)
     assert f"task {TASK} 1.0, graph=g1 on" in msg and f"task {TASK} 1.0, graph=g2 on" in msg
+    assert f"  task.options.graph differs: 'g1' in 2 record(s): {out / f'{TASK}__m__seed0__graph=g1.json'}, " in msg
     t = table.build(read_records(out), options={"graph": "g2"})
     assert t["roc_auc_mean"].tolist() == pytest.approx([0.95])
     assert t.attrs["options"] == {"graph": "g2"}
@@ -273,7 +291,7 @@ def test_different_task_options_are_incomparable_and_filterable(tmp_path):
 def test_duplicated_model_seed_is_refused(results):
     dup = results / "copy" / "again.json"
     dup.parent.mkdir()
-    dup.write_text(json.dumps(make_record("good", 1, 0.75)))
+    _write_raw(dup, make_record("good", 1, 0.75))
     with pytest.raises(IncomparableResultsError, match=r"model good seed 1 appears twice"):
         table.build(read_records(results))
 
@@ -284,11 +302,16 @@ def test_render_markdown(results):
     lines = md.splitlines()
     assert lines[0].startswith(f"Task {TASK} v1.0 on celegans-funatlas 1.0, celegans-connectome 1.0")
     header = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert header == ["rank", "model", "roc_auc (main)", "average_precision", "spearman", "seeds", "params"]
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:]]
-    assert rows[0] == ["1", "spiky", f"0.8000 ± {math.sqrt(0.03):.4f}", "0.4000 ± 0.0000", "0.0000 ± 0.0000", "3", "5"]
-    assert rows[1] == ["2", "good", "0.7000 ± 0.1000", "0.2000 ± 0.1000", "0.0000 ± 0.0000", "3", "4"]
-    assert rows[2] == ["3", "weak", "0.5000 ± 0.0500", "0.3000 ± 0.0000", "0.0000 ± 0.0000", "3", "4"]
+    assert header == ["rank", "model", "roc_auc (main)", "average_precision", "spearman", "seeds", "params", "gap vs next"]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[4:7]]
+    assert rows[0] == ["1", "spiky", f"0.8000 ± {math.sqrt(0.03):.4f}", "0.4000 ± 0.0000", "0.0000 ± 0.0000", "3", "5",
+                       "no (p = 0.447)"]
+    assert rows[1] == ["2", "good", "0.7000 ± 0.1000", "0.2000 ± 0.1000", "0.0000 ± 0.0000", "3", "4", "no (p = 0.055)"]
+    assert rows[2] == ["3", "weak", "0.5000 ± 0.0500", "0.3000 ± 0.0000", "0.0000 ± 0.0000", "3", "4", "–"]
+    assert lines[7] == ""
+    assert lines[8] == ("gap vs next: whether the main-score gap to the next row is larger than the seed-to-seed spread, "
+                        "by a two-sided Welch t-test (unequal variances) on the two rows' per-seed roc_auc scores: yes if "
+                        "p < 0.05; n/a when a row has a single seed or both rows have zero spread.")
     assert "chance_" not in md and "n_pairs" not in md
 
 
@@ -300,6 +323,8 @@ def test_render_csv(results):
     assert float(rows[1]["roc_auc_std"]) == pytest.approx(0.1)
     assert float(rows[2]["roc_auc_std"]) == pytest.approx(0.05)
     assert rows[0]["rank"] == "1"
+    assert [r["gap_vs_next"] for r in rows] == ["no", "no", ""]
+    assert float(rows[1]["gap_p_value"]) == pytest.approx(0.05478676604107661) and rows[2]["gap_p_value"] == ""
 
 
 def test_render_json(results):
@@ -308,6 +333,9 @@ def test_render_json(results):
     good = next(r for r in out["rows"] if r["model"] == "good")
     assert good["rank"] == 2
     assert good["roc_auc_mean"] == pytest.approx(0.7) and good["roc_auc_std"] == pytest.approx(0.1)
+    assert good["gap_vs_next"] == "no" and good["gap_p_value"] == pytest.approx(0.05478676604107661)
+    assert out["rows"][-1]["gap_vs_next"] == "" and out["rows"][-1]["gap_p_value"] is None  # null, not NaN
+    assert "Welch t-test" in out["meta"]["gap_test"]
 
 
 def test_render_unknown_format(results):
@@ -403,3 +431,132 @@ def test_records_are_not_mutated_by_build(results):
     before = copy.deepcopy(recs)
     table.build(recs)
     assert recs == before
+
+
+# -- seed noise: Welch's t-test between neighbouring rows ----------------------
+def _welch_by_hand(a, b):
+    """t, df and the two-sided p of Welch's test, written out."""
+    from scipy import stats
+
+    a, b = np.asarray(a), np.asarray(b)
+    sa, sb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / math.sqrt(sa + sb)
+    df = (sa + sb) ** 2 / (sa**2 / (len(a) - 1) + sb**2 / (len(b) - 1))
+    return t, df, 2 * stats.t.sf(abs(t), df)
+
+
+def test_gap_vs_next_is_welch_t_test_by_hand(results):
+    from scipy import stats
+
+    t = table.build(read_records(results))
+    # spiky (0.9, 0.6, 0.9) vs good (0.6, 0.7, 0.8): se^2 = 0.03/3 + 0.01/3, t = 0.1 / sqrt(0.04/3) = 0.8660,
+    # df = (0.04/3)^2 / ((0.01^2 + (0.01/3)^2) / 2) = 3.2
+    t1, df1, p1 = _welch_by_hand([0.9, 0.6, 0.9], [0.6, 0.7, 0.8])
+    assert t1 == pytest.approx(math.sqrt(3) / 2) and df1 == pytest.approx(3.2)
+    # good vs weak (0.45, 0.55, 0.5): se^2 = 0.01/3 + 0.0025/3, t = 0.2 / sqrt(0.0125/3) = 3.098, df = 50/17 = 2.941
+    t2, df2, p2 = _welch_by_hand([0.6, 0.7, 0.8], [0.45, 0.55, 0.5])
+    assert t2 == pytest.approx(0.2 / math.sqrt(0.0125 / 3)) and df2 == pytest.approx(50 / 17)
+    assert p1 == pytest.approx(0.4465390233, rel=1e-8) and p2 == pytest.approx(0.0547867660, rel=1e-8)
+    for (a, b), p in (((SEEDS["spiky"], SEEDS["good"]), p1), ((SEEDS["good"], SEEDS["weak"]), p2)):
+        scipy_p = stats.ttest_ind([x for x, _ in a], [x for x, _ in b], equal_var=False).pvalue
+        assert scipy_p == pytest.approx(p, rel=1e-10)
+    assert t["gap_p_value"].tolist()[:2] == pytest.approx([p1, p2], rel=1e-10)
+    # a 0.2 gap over three seeds of this spread is not significant at 0.05: both gaps are "no"
+    assert t["gap_vs_next"].tolist() == ["no", "no", ""]
+    assert math.isnan(t["gap_p_value"].iloc[2])
+
+
+def test_gap_vs_next_yes_and_not_applicable(tmp_path):
+    rows = {"strong": [0.90, 0.91, 0.92], "weak": [0.45, 0.55, 0.5],  # gap 0.41 >> spread: yes
+            "flat-a": [0.4, 0.4, 0.4], "flat-b": [0.3, 0.3, 0.3],     # both without spread: n/a
+            "solo": [0.2]}                                          # one seed: n/a (vs flat-b and as last row)
+    for model, rocs in rows.items():
+        for seed, roc in enumerate(rocs):
+            write_record(make_record(model, seed, roc), tmp_path)
+    t = table.build(read_records(tmp_path))
+    assert t["model"].tolist() == ["strong", "weak", "flat-a", "flat-b", "solo"]
+    p_strong = _welch_by_hand(rows["strong"], rows["weak"])[2]
+    assert p_strong < 0.05
+    # weak vs flat-a: one row has spread, Welch uses it alone (df = n - 1 = 2)
+    p_weak = _welch_by_hand(rows["weak"], [0.4, 0.4, 0.4 + 1e-300])[2]
+    assert t["gap_vs_next"].tolist() == ["yes", "yes" if p_weak < 0.05 else "no", "n/a", "n/a", ""]
+    assert t["gap_p_value"].iloc[0] == pytest.approx(p_strong)
+    assert t["gap_p_value"].iloc[1] == pytest.approx(p_weak)
+    md = table.render(t)
+    assert "| 3 | flat-a | 0.4000 ± 0.0000 | 0.1000 ± 0.0000 | 0.0000 ± 0.0000 | 3 | 2 | n/a |" in md
+    assert "| 5 | solo | 0.2000 ± 0.0000 | 0.1000 ± 0.0000 | 0.0000 ± 0.0000 | 1 | 2 | – |" in md
+
+
+# -- official records with the user's --------------------------------------------------
+@pytest.fixture
+def official(tmp_path, monkeypatch):
+    """A stand-in for the installed official records of TASK: "base" (0.6, 0.62, 0.64) and "good" (0.55 x 3)."""
+    import neuroharness.leaderboards as lb
+
+    folder = tmp_path / "official" / TASK
+    for seed, roc in enumerate((0.6, 0.62, 0.64)):
+        write_record(make_record("base", seed, roc), folder)
+    for seed in range(3):
+        write_record(make_record("good", seed, 0.55), folder)
+    monkeypatch.setattr(lb, "official_dir", lambda task: tmp_path / "official" / task)
+    return folder
+
+
+def _md_rows(out: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if re.match(r"\| \d", line)]
+
+
+def test_leaderboard_shows_official_and_user_records(capsys, official, results):
+    from neuroharness.cli import main
+
+    assert main(["leaderboard", TASK, "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "| rank | model | source | roc_auc (main) | average_precision | spearman | seeds | params | gap vs next |" in out
+    # "good" is both an official model and one of the user's: one row each, told apart by source
+    assert [r[:4] for r in _md_rows(out)] == [
+        ["1", "spiky", "results", f"0.8000 ± {math.sqrt(0.03):.4f}"],
+        ["2", "good", "results", "0.7000 ± 0.1000"],
+        ["3", "base", "official", "0.6200 ± 0.0200"],
+        ["4", "good", "official", "0.5500 ± 0.0000"],
+        ["5", "weak", "results", "0.5000 ± 0.0500"],
+    ]
+    assert main(["leaderboard", TASK, "--results", str(results), "--only-results"]) == 0
+    out = capsys.readouterr().out
+    assert [r[1] for r in _md_rows(out)] == ["spiky", "good", "weak"] and "source" not in out
+    assert main(["leaderboard", TASK]) == 0  # the official records alone
+    assert [r[1] for r in _md_rows(capsys.readouterr().out)] == ["base", "good"]
+    assert main(["leaderboard", TASK, "--results", str(results), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["model"], r["source"]) for r in rows][:3] == [("spiky", "results"), ("good", "results"), ("base", "official")]
+
+
+def test_leaderboard_refuses_user_records_incomparable_with_official(capsys, official, tmp_path):
+    mine = tmp_path / "mine"
+    write_record(make_record("new", 0, 0.9, sha=SHA_B), mine)
+    from neuroharness.cli import main
+
+    assert main(["leaderboard", TASK, "--results", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to rank records made on different task or dataset versions")
+    [line] = [x for x in err.splitlines() if "differs" in x]
+    assert line == (f"  datasets[celegans-funatlas].content_sha256 differs: '{SHA_A}' in 6 record(s): "
+                    f"official {TASK}__base__seed0.json, official {TASK}__base__seed1.json, "
+                    f"official {TASK}__base__seed2.json and 3 more; '{SHA_B}' in 1 record(s): {mine / f'{TASK}__new__seed0.json'}")
+    assert str(official) not in err  # official records by name, not by their installed path
+    assert main(["leaderboard", TASK, "--results", str(mine), "--only-results"]) == 0
+
+
+def test_leaderboard_without_official_records_suggests_results(capsys, tmp_path, monkeypatch):
+    import neuroharness.leaderboards as lb
+    from neuroharness.cli import main
+
+    monkeypatch.setattr(lb, "official_dir", lambda task: tmp_path / "site-packages" / "official" / task)
+    assert main(["leaderboard", "fisbe-instance-segmentation"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: task fisbe-instance-segmentation has no official records yet; rank your own: `neuroharness "
+                   "run fisbe-instance-segmentation --model M --out DIR`, then `neuroharness leaderboard "
+                   "fisbe-instance-segmentation --results DIR`")
+    assert "site-packages" not in err
+    assert main(["leaderboard", TASK, "--only-results"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "usage error: --only-results shows the records of --results DIR alone; give --results DIR")

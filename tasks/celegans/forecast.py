@@ -166,6 +166,21 @@ class ForecastData:
     connectome: object  # xarray.Dataset
 
 
+@dataclass(frozen=True)
+class ForecastTraining:
+    """What a model may see for training (``task.training_view()``): the activity ``store`` (read one
+    worm at a time with ``store.worm(w, lo, hi)``), per split protocol (``worms``, ``time``) its
+    training view (:class:`ForecastSplit` with train and val segments, no test segments) in
+    ``protocols``, and the loaded ``connectome``.
+
+    The store itself is whole: the segments say which samples a protocol trains on; models must
+    read only those (the test segments are what the task scores)."""
+
+    store: RaggedActivity
+    protocols: dict[str, ForecastSplit]
+    connectome: object  # xarray.Dataset
+
+
 @dataclass
 class ForecastModels:
     """One fitted model per split protocol; ``n_parameters`` is the largest of them."""
@@ -175,8 +190,10 @@ class ForecastModels:
 
 
 class CelegansForecast(Task):
-    """Models: ``fit(store, split, seed, connectome)`` and ``predict(context, mask, horizon)``
-    (see :mod:`.forecast_baselines`); one copy is fitted per split protocol."""
+    """Models (:class:`~neuroharness.tasks.protocols.ForecastModel`): ``fit(store, split, seed, connectome)``
+    and ``predict(context, mask, horizon)`` (see :mod:`.forecast_baselines`); one copy is fitted per split
+    protocol. ``training_view()`` is a :class:`ForecastTraining` (store, train/val segments per protocol,
+    connectome)."""
 
     card = FORECAST
     has_validation = False  # validation segments exist for models to use, but are not scored
@@ -208,11 +225,17 @@ class CelegansForecast(Task):
         start = np.concatenate(start) if start else np.zeros(0, dtype=np.int64)
         return pd.DataFrame({"protocol": protocol, "worm": worm, "start": start.astype(np.int64)})
 
+    def training_view_of(self, data: ForecastData) -> ForecastTraining:
+        """:class:`ForecastTraining`: the store, the train/val segments of each protocol, the connectome."""
+        return ForecastTraining(data.store, {name: data.splits[name].training_view() for name in SPLITS},
+                                data.connectome)
+
     def fit(self, model, data: ForecastData, seed: int) -> ForecastModels:
         """Fit a copy of the unfitted ``model`` on the training view of each protocol."""
+        view = self.training_view_of(data)
         fitted = ForecastModels()
         for name in SPLITS:
-            m = copy.deepcopy(model).fit(data.store, data.splits[name].training_view(), seed, data.connectome)
+            m = copy.deepcopy(model).fit(view.store, view.protocols[name], seed, view.connectome)
             fitted.models[name] = m
             fitted.n_parameters = max(fitted.n_parameters, int(m.n_parameters))
         return fitted

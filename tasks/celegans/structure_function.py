@@ -98,6 +98,26 @@ class StructureFunctionData:
     splits: dict[str, Pairs]
 
 
+@dataclass(frozen=True)
+class StructureFunctionTraining:
+    """What a model may see for training (``task.training_view()``): ``inputs`` (neuron names and the
+    whole connectome) and the ``train`` and ``val`` :class:`Pairs` with their targets. No test pair."""
+
+    inputs: Inputs
+    train: Pairs
+    val: Pairs
+
+    def table(self, split: str) -> pd.DataFrame:
+        """The pairs of ``split`` ('train' or 'val') as a DataFrame: ``responding``, ``stimulated`` (names),
+        ``significant`` (bool, q < 0.05) and ``amplitude`` (ΔF/F0)."""
+        if split not in ("train", "val"):
+            raise ValueError(f"split {split!r}: the training view holds 'train' and 'val'")
+        p = getattr(self, split)
+        names = np.asarray(self.inputs.neurons)
+        return pd.DataFrame({"responding": names[p.responding], "stimulated": names[p.stimulated],
+                             "significant": p.significant, "amplitude": p.amplitude})
+
+
 SUBMISSION = TableSpec(
     ids=(Column("responding", "str", "neuron names"), Column("stimulated", "str", "neuron names")),
     values=(Column("score", "float"), Column("amplitude", "float")),
@@ -106,7 +126,12 @@ SUBMISSION = TableSpec(
 
 
 class CelegansStructureFunction(Task):
-    """Models: ``fit(inputs, train, val, seed)``, ``predict(inputs, pairs) -> {"score", "amplitude"}``."""
+    """Models (:class:`~neuroharness.tasks.protocols.StructureFunctionModel`): ``fit(inputs, train, val,
+    seed)``, ``predict(inputs, pairs) -> {"score", "amplitude"}``.
+
+    ``training_view()`` is a :class:`StructureFunctionTraining` (inputs; train and val pairs with
+    targets; ``.table("train")`` as a DataFrame); test pairs reach models only through ``predict``,
+    without targets."""
 
     card = STRUCTURE_FUNCTION
 
@@ -124,8 +149,13 @@ class CelegansStructureFunction(Task):
         names = np.asarray(data.inputs.neurons)
         return pd.DataFrame({"responding": names[p.responding], "stimulated": names[p.stimulated]})
 
+    def training_view_of(self, data: StructureFunctionData) -> StructureFunctionTraining:
+        """:class:`StructureFunctionTraining`: the connectome inputs and the train and val pairs with targets."""
+        return StructureFunctionTraining(data.inputs, data.splits["train"], data.splits["val"])
+
     def fit(self, model, data: StructureFunctionData, seed: int):
-        return model.fit(data.inputs, data.splits["train"], data.splits["val"], seed)
+        view = self.training_view_of(data)
+        return model.fit(view.inputs, view.train, view.val, seed)
 
     def predict(self, model, data: StructureFunctionData, split: str) -> dict[str, np.ndarray]:
         return model.predict(data.inputs, data.splits[split].without_targets())

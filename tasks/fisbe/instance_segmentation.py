@@ -425,7 +425,8 @@ class StoreData:
 
 # -- the task -------------------------------------------------------------------------
 class FisbeInstanceSegmentation(Task):
-    """Models: ``fit(data, train, val, seed)`` on the training view, ``predict(raw) -> labels`` per volume.
+    """Models (:class:`~neuroharness.tasks.protocols.FisbeModel`): ``fit(data, train, val, seed)`` on the
+    training view (``training_view()``: :meth:`StoreData.without_test`), ``predict(raw) -> labels`` per volume.
 
     Predictions are ``{sample: array}`` (or a :class:`PredictionFile`);
     :meth:`score_model` predicts and scores one volume at a time, since a
@@ -455,12 +456,18 @@ class FisbeInstanceSegmentation(Task):
         ix = data.index
         return ix.loc[ix["split"] == split, ID_COLUMNS].reset_index(drop=True)
 
+    def training_view_of(self, data: StoreData) -> StoreData:
+        """:meth:`StoreData.without_test`: raw volumes and GT of the train and val samples
+        (``view.samples("train")``, ``view.samples("val")``); test samples cannot be read through it."""
+        return data.without_test()
+
     def fit(self, model, data: StoreData, seed: int):
-        train, val = data.samples("train"), data.samples("val")
+        view = self.training_view_of(data)
+        train, val = view.samples("train"), view.samples("val")
         if not train:
             raise NeuroharnessError(f"task {self.name}: the prepared fisbe store holds no train samples "
                                     f"({self.describe_data(data)}); models need some")
-        return model.fit(data.without_test(), train, val, seed)
+        return model.fit(view, train, val, seed)
 
     def predict(self, model, data: StoreData, split: str) -> dict[str, np.ndarray]:
         """``{sample: label image}`` of every volume of ``split`` (all in memory: see :meth:`score_model`)."""

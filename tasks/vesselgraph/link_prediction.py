@@ -230,7 +230,9 @@ def submission_spec(split: LinkSplit) -> TableSpec:
 
 # -- task ---------------------------------------------------------------------------------------------
 class VesselGraphLinkPrediction(Task):
-    """Option ``graph``; data view :class:`LinkSplit`; models see :meth:`LinkSplit.model_view` only."""
+    """Option ``graph``; data view :class:`LinkSplit`; models
+    (:class:`~neuroharness.tasks.protocols.LinkModel`: ``fit(data, seed)``, ``score(data, pairs)``) see
+    :meth:`LinkSplit.model_view` only, which is also ``training_view(options={"graph": G})``."""
 
     card = LINK_PREDICTION
     cache_size = 1  # a whole-brain split holds ~10 M pairs
@@ -272,8 +274,13 @@ class VesselGraphLinkPrediction(Task):
         csv = data.node_id[pairs]
         return pd.DataFrame({"node1": csv[:, 0], "node2": csv[:, 1]})
 
+    def training_view_of(self, data: LinkSplit) -> LinkData:
+        """:class:`LinkData` (:meth:`LinkSplit.model_view`): node positions, training positives and
+        negatives, validation positives and negatives; no test pairs."""
+        return data.model_view()
+
     def fit(self, model, data: LinkSplit, seed: int):
-        return model.fit(data.model_view(), seed)
+        return model.fit(self.training_view_of(data), seed)
 
     def predict(self, model, data: LinkSplit, split: str) -> np.ndarray:
         return model.score(data.model_view(), data.scored(split)[0])

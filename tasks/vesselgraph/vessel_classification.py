@@ -140,7 +140,9 @@ def submission_spec(data: VesselData) -> TableSpec:
 
 # -- task -------------------------------------------------------------------------------------
 class VesselGraphVesselClassification(Task):
-    """Option ``graph``; data view :class:`VesselData`; models see :meth:`VesselData.without_test_labels`."""
+    """Option ``graph``; data view :class:`VesselData`; models
+    (:class:`~neuroharness.tasks.protocols.VesselModel`: ``fit(data, seed)``, ``predict(data, idx)``) see
+    :meth:`VesselData.without_test_labels`, which is also ``training_view(options={"graph": G})``."""
 
     card = VESSEL_CLASSIFICATION
     cache_size = 1  # a whole brain holds 5.3 M vessels and, once built, their line graph
@@ -159,8 +161,13 @@ class VesselGraphVesselClassification(Task):
         """The vessels of ``split``: column ``vessel`` (int64 CSV edge ids, ascending)."""
         return pd.DataFrame({"vessel": data.split[split].astype(np.int64)})
 
+    def training_view_of(self, data: VesselData) -> VesselData:
+        """:meth:`VesselData.without_test_labels`: every vessel's features and the graph, train and val
+        labels; test labels are -1."""
+        return data.without_test_labels()
+
     def fit(self, model, data: VesselData, seed: int):
-        return model.fit(data.without_test_labels(), seed)
+        return model.fit(self.training_view_of(data), seed)
 
     def predict(self, model, data: VesselData, split: str) -> np.ndarray:
         return model.predict(data.without_test_labels(), data.split[split])
