@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+
 import pytest
 
 from neuroharness.leaderboards import official_dir
