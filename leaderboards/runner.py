@@ -29,11 +29,16 @@ def dataset_entries(task, options: dict[str, str]) -> list[dict]:
 
 
 def make_record(task, model_name: str, seed: int, options: dict[str, str], result, wall: float,
-                env: dict | None = None) -> dict:
-    """A schema-version-2 record of one run (see :mod:`.records`)."""
+                env: dict | None = None, model: dict | None = None) -> dict:
+    """A schema-version-2 record of one run (see :mod:`.records`).
+
+    ``model`` (``name``, ``description``, ``origin``) describes a model that is not
+    one of the task's (a scored predictions file); default: ``model_name`` resolved."""
     from neuroharness.tasks.plugins import description, origin_of
 
-    spec = task.get_model(model_name)
+    if model is None:
+        spec = task.get_model(model_name)
+        model = {"name": spec.name, "description": description(spec), "origin": origin_of(spec)}
     card = task.card
     return {
         "schema_version": SCHEMA_VERSION,
@@ -49,9 +54,9 @@ def make_record(task, model_name: str, seed: int, options: dict[str, str], resul
         "split": "test",
         "split_sha256": result.split_sha256,
         "model": {
-            "name": spec.name,
-            "description": description(spec),
-            "origin": origin_of(spec),
+            "name": model["name"],
+            "description": model["description"],
+            "origin": model["origin"],
             "n_parameters": result.n_parameters,
             "hyperparameters": result.hyperparameters,
             "fitted": result.fitted,
@@ -131,3 +136,49 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
         status(f"[{task_name}] {model_name} seed {seed}: {task.card.main_metric} = "
                f"{result.metrics['main_score']:.4f} ({wall:.1f} s)")
     return paths
+
+
+def predictions_sha256(path: os.PathLike) -> str:
+    """sha256 of a predictions file's bytes; for a folder (a .zarr store) a digest over its files'
+    relative paths (POSIX) and bytes, in sorted order (``path|size\n`` then the bytes, per file)."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [(path, "")] if path.is_file() else sorted(
+        ((p, p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file()), key=lambda x: x[1])
+    for p, rel in files:
+        if rel:
+            h.update(f"{rel}|{p.stat().st_size}\n".encode())
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def submission_record(task_name: str, predictions: os.PathLike, model_name: str, *, seed: int = 0,
+                      options: Mapping[str, str] | None = None, description: str = "",
+                      n_parameters: int = 0) -> dict:
+    """Score a predictions file on the test split and return its record (not yet written: see
+    :func:`~.records.write_record`, which stamps ``record_digest``).
+
+    The record has the schema of a ``run`` record, with ``model.origin`` ``{"kind": "submission"}``,
+    ``predictions_sha256`` (:func:`predictions_sha256`), ``seed`` the submitter's own training seed,
+    empty ``hyperparameters``, ``fitted`` and ``validation_metrics``. Raises (and so nothing is
+    written) when the file fails the task's checks."""
+    from neuroharness.tasks import get_task
+    from neuroharness.tasks.base import RunResult
+
+    task = get_task(task_name)
+    options = task.resolve_options(options)
+    digest = predictions_sha256(predictions)  # before scoring: the bytes that were scored
+    t0 = time.perf_counter()
+    metrics = task.evaluate(predictions, "test", options=options)
+    wall = time.perf_counter() - t0
+    result = RunResult(metrics=metrics, validation_metrics={}, n_parameters=int(n_parameters), hyperparameters={},
+                       fitted={}, split_sha256=task.split_sha256(options), fit_predict_seconds=wall)
+    model = {"name": model_name, "description": description,
+             "origin": {"kind": "submission", "package": None, "version": None}}
+    record = make_record(task, model_name, seed, options, result, wall, model=model)
+    record["predictions_sha256"] = digest
+    return record

@@ -250,7 +250,11 @@ def cmd_tasks_template(args) -> int:
     from neuroharness.tasks import get_task
     from neuroharness.tasks.submission import write_table
 
-    template = get_task(card.name).submission_template(args.split, options=options)
+    task = get_task(card.name)
+    if args.split == "test":  # ids only: test targets are never written
+        template = task.submission_template("test", options=options)
+    else:  # ids and targets (a task whose targets are not a table refuses, pointing to training_view())
+        template = task.labelled_table(args.split, options=options)
     print(write_table(template, out))
     return 0
 
@@ -348,41 +352,129 @@ def _metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+_SUBMISSION_NAME = "letters, digits, '.', '_', '+' or '-', starting with a letter or digit (at most 100)"
+
+
+def _submission_args(card, args) -> Path | None:
+    """The record folder of ``evaluate --out DIR --model-name NAME`` (None: no record), after checking the
+    record options; no task module is imported."""
+    import re
+
+    record_only = [f for f, v in (("--description", args.description), ("--n-parameters", args.n_parameters),
+                                  ("--seed", args.seed)) if v is not None]
+    if args.out is None:
+        if args.model_name is not None:
+            raise UsageError(f"--model-name {args.model_name}: names the record written to --out DIR; give --out DIR")
+        if record_only:
+            raise UsageError(f"{record_only[0]} describes the record written by --out DIR --model-name NAME; "
+                             "give both (or leave it out)")
+        return None
+    out = Path(args.out)
+    if args.model_name is None:
+        raise UsageError(f"--out {out}: writes a leaderboard record, which needs --model-name NAME; to save the "
+                         "metrics alone use --json-out FILE")
+    if args.split != "test":
+        raise UsageError(f"--out {out}: records are made on the test split only; --split {args.split} scores "
+                         "without writing a record (--json-out FILE saves the metrics)")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; expected a folder for the record (it is created if missing)")
+    name = args.model_name
+    if len(name) > 100 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
+        raise UsageError(f"--model-name {name!r}: expected {_SUBMISSION_NAME}")
+    from neuroharness.tasks.plugins import models_for, origin_of
+
+    known = models_for(card)
+    if name in known:
+        o = origin_of(known[name])
+        raise UsageError(f"--model-name {name}: is already a model of task {card.name} ({o['kind']}"
+                         f"{' package ' + o['package'] if o.get('package') else ''}); name your submission otherwise")
+    if args.n_parameters is not None and args.n_parameters < 0:
+        raise UsageError(f"--n-parameters {args.n_parameters}: expected an integer >= 0")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed {args.seed}: expected an integer >= 0 (the seed your model was trained with)")
+    return out
+
+
 def cmd_evaluate(args) -> int:
     card = _task_card(args.task)
     options = _task_options(card, args)
     predictions = _existing(args.predictions, "the predictions to score")
-    out = _output_file(args.out, "--out") if args.out else None
-    from neuroharness.tasks import get_task
+    json_out = _output_file(args.json_out, "--json-out") if args.json_out else None
+    record_dir = _submission_args(card, args)
+    if record_dir is None:
+        from neuroharness.tasks import get_task
 
-    metrics = get_task(card.name).evaluate(predictions, split=args.split, options=options)
+        metrics = get_task(card.name).evaluate(predictions, split=args.split, options=options)
+    else:
+        from neuroharness.leaderboards.runner import submission_record
+
+        record = submission_record(card.name, predictions, args.model_name, seed=args.seed or 0, options=options,
+                                   description=args.description or "", n_parameters=args.n_parameters or 0)
+        metrics = record["metrics"]
     text = json.dumps(metrics, indent=2)
     # grouped results (per subset, per sample) read better as a table; --json keeps the raw output
     print(text if args.json or not any("/" in k for k in metrics) else _metrics_table(metrics))
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+    if record_dir is not None:  # scored and checked: now write (write_record validates before writing)
+        from neuroharness.leaderboards.records import write_record
+
+        print(f"record: {write_record(record, record_dir)}", file=sys.stderr)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    card = _task_card(args.task)
-    options = _task_options(card, args)
+    if args.all and args.task:
+        raise UsageError("give a TASK or --all, not both")
+    if not args.all and not args.task:
+        raise UsageError("give a TASK (see `tasks list`), or --all --html DIR for the site of every task")
+    if args.all and not args.html:
+        raise UsageError("--all builds the site of every task: give --html DIR")
+    if args.all and args.option:
+        raise UsageError("--option selects records of one TASK; it does not apply with --all")
+    card = _task_card(args.task) if args.task else None
+    options = _task_options(card, args) if card else {}
     if args.only_results and not args.results:
         raise UsageError("--only-results shows the records of --results DIR alone; give --results DIR")
     results = _existing(args.results, "--results: the folder of records") if args.results else None
+    if args.html and Path(args.html).exists() and not Path(args.html).is_dir():
+        raise UsageError(f"--html {args.html}: is a file; expected a folder for the site")
     from neuroharness.errors import DataFormatError
     from neuroharness.leaderboards import official_dir, table
     from neuroharness.leaderboards.records import read_records
 
-    folder = official_dir(card.name)
-    official = sorted(folder.glob("*.json")) if folder.is_dir() and not args.only_results else []
+    if card is None:
+        from neuroharness.tasks import list_tasks
+
+        names = list_tasks()
+    else:
+        names = [card.name]
+    official = []
+    if not args.only_results:
+        for name in names:
+            folder = official_dir(name)
+            official += sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not official and results is None:
+        if card is None:
+            raise DataFormatError("no official records yet; give your own with --results DIR")
         raise DataFormatError(
             f"task {card.name} has no official records yet; rank your own: `neuroharness run {card.name} --model M "
             f"--out DIR`, then `neuroharness leaderboard {card.name} "
             f"--results DIR`")
     records = (read_records(official) if official else []) + (read_records(results) if results else [])
+    if args.html:
+        from neuroharness.leaderboards.site import write_site
+
+        if card is not None:
+            # the table's task/option filter, so that the site shows what the printed table would
+            records = [(p, r) for p, r in records if r["task"]["name"] == card.name
+                       and all(str(r["task"].get("options", {}).get(k)) == str(v) for k, v in options.items())]
+            if not records:
+                table.build(records, task=card.name, options=options)  # raises "no result records ..."
+        out = write_site(args.html, records, official=official)
+        print(out / "index.html")
+        return 0
     print(table.render(table.build(records, task=card.name, options=options, official=official), args.format), end="")
     return 0
 
@@ -426,10 +518,14 @@ def build_parser() -> argparse.ArgumentParser:
     ti.add_argument("name", metavar="TASK")
     ti.add_argument("--json", action="store_true", help="machine-readable card")
     ti.set_defaults(func=cmd_tasks_info)
-    tt = tsub.add_parser("template", parents=[quiet, option], help="write the id columns a submission must cover")
+    tt = tsub.add_parser("template", parents=[quiet, option],
+                         help="write the id columns a submission must cover (test), or the items of train or val "
+                              "with their targets")
     tt.add_argument("name", metavar="TASK")
     tt.add_argument("out", metavar="OUT", help="output file: .parquet or .npz")
-    tt.add_argument("--split", default="test", choices=["test", "val"])
+    tt.add_argument("--split", default="test", choices=["train", "val", "test"],
+                    help="test (default): the ids to predict, no targets; train or val: ids and targets, for "
+                         "training a model outside neuroharness (tabular tasks only)")
     tt.set_defaults(func=cmd_tasks_template)
 
     m = sub.add_parser("models", parents=[quiet], help="list the models of tasks: built in and installed plugins")
@@ -464,12 +560,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("task", metavar="TASK")
     e.add_argument("predictions", metavar="PREDICTIONS")
     e.add_argument("--split", default="test", choices=["test", "val"])
-    e.add_argument("--out", help="also write the metrics to this JSON file")
+    e.add_argument("--json-out", metavar="FILE", help="also write the metrics to this JSON file")
+    e.add_argument("--out", metavar="DIR",
+                   help="write a leaderboard record of this submission into DIR (test split; needs --model-name); "
+                        "`leaderboard TASK --results DIR` ranks it")
+    e.add_argument("--model-name", metavar="NAME", help="the submission's name in the record and the leaderboard")
+    e.add_argument("--description", metavar="TEXT", help="a line about the model, kept in the record")
+    e.add_argument("--n-parameters", type=int, metavar="N", help="the model's parameter count, kept in the record")
+    e.add_argument("--seed", type=int, metavar="K",
+                   help="the seed your model was trained with (default 0); one record per seed, so several "
+                        "seeds give a mean ± std")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON (default: a table when they are grouped)")
     e.set_defaults(func=cmd_evaluate)
 
     lb = sub.add_parser("leaderboard", parents=[quiet, option], help="aggregate records into mean ± std over seeds")
-    lb.add_argument("task", metavar="TASK")
+    lb.add_argument("task", nargs="?", metavar="TASK", help="the task (optional with --all)")
+    lb.add_argument("--all", action="store_true", help="every task with records (with --html)")
+    lb.add_argument("--html", metavar="DIR",
+                    help="write a static site (index.html and one page per task) into DIR instead of printing")
     lb.add_argument("--results", metavar="DIR",
                     help="folder of your records, ranked together with the official baseline records")
     lb.add_argument("--only-results", action="store_true", help="show the records of --results alone, without the official ones")

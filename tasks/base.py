@@ -12,6 +12,9 @@ checker -> score. A family implements only its data view and its scoring:
 - :meth:`Task.training_view_of` what a model may see for training (inputs
   and targets of train and val, never test targets; public as
   :meth:`Task.training_view`),
+- :meth:`Task.targets` the targets of train or val as a table aligned with
+  ``ids`` (optional: for ``tasks template --split train|val``, through
+  :meth:`Task.labelled_table`),
 - :meth:`Task.fit` / :meth:`Task.predict` adapters to the family's model
   protocol (:mod:`neuroharness.tasks.protocols`), fitting on the training view,
 - :meth:`Task.score` metrics of predictions on a split,
@@ -205,6 +208,14 @@ class Task:
         """What a model may see for training, taken from the data view ``data`` (no test targets)."""
         raise NotImplementedError
 
+    def targets(self, data, split: str):
+        """DataFrame of the targets of ``split`` ('train' or 'val'), row-aligned with ``ids(data, split)``
+        (target columns only); never called for 'test'. Families whose targets are not a table
+        (volumes, time series) keep this default, which refuses and points to ``training_view()``."""
+        raise SubmissionError(f"task {self.name}: its targets are not a table, so `tasks template --split {split}` "
+                              f"cannot write them; read the inputs and targets of train and val in Python with "
+                              f"`get_task({self.name!r}).training_view()`")
+
     def fit(self, model, data, seed: int):
         """Fit ``model`` on the training view of ``data``; return the fitted model."""
         raise NotImplementedError
@@ -269,6 +280,23 @@ class Task:
     def submission_template(self, split: str = "test", options: Mapping[str, str] | None = None):
         """A DataFrame of the id columns a submission must cover on ``split``."""
         return self.ids(self.data(options), self.check_split(split)).reset_index(drop=True)
+
+    def labelled_table(self, split: str, options: Mapping[str, str] | None = None):
+        """The items of ``split`` ('train' or 'val') with their targets: the id columns of :meth:`ids`
+        followed by the columns of :meth:`targets`. Test targets are never given."""
+        import pandas as pd
+
+        if split == "test":
+            raise SubmissionError(f"task {self.name}: the targets of the test split are never given; "
+                                  "split 'test' has only the ids a submission must cover")
+        if split not in ("train", "val"):
+            raise SubmissionError(f"split {split!r}: expected 'train' or 'val'")
+        data = self.data(options)
+        targets = self.targets(data, split)
+        ids = self.ids(data, split).reset_index(drop=True)
+        if len(targets) != len(ids):
+            raise NeuroharnessError(f"task {self.name}: targets of {split} have {len(targets)} rows, ids {len(ids)}")
+        return pd.concat([ids, targets.reset_index(drop=True)], axis=1)
 
     def evaluate(self, predictions, split: str = "test", options: Mapping[str, str] | None = None) -> dict:
         """Score a submission (a path, or the in-memory form the card names) on ``split``.

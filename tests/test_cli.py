@@ -222,7 +222,7 @@ def test_evaluate_perfect_npz(capsys, tmp_path):
     np.savez(path, responding=tpl["responding"].to_numpy(dtype=str), stimulated=tpl["stimulated"].to_numpy(dtype=str),
              score=test.significant.astype(float), amplitude=test.amplitude)
     out_json = tmp_path / "metrics.json"
-    assert main(["evaluate", TASK, str(path), "--out", str(out_json)]) == 0
+    assert main(["evaluate", TASK, str(path), "--json-out", str(out_json)]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["main_score"] == 1.0
     assert metrics["roc_auc"] == 1.0 and metrics["average_precision"] == 1.0

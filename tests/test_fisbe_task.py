@@ -209,7 +209,7 @@ def test_store_errors_name_sample_and_array(tmp_path):
 def test_cli_prints_every_metric_per_sample(data, test_ids, tmp_path, capsys):
     path = write_predictions(tmp_path / "perfect.npz", _stacks(data, test_ids))
     out = tmp_path / "m.json"
-    assert main(["evaluate", TASK, str(path), "--out", str(out)]) == 0
+    assert main(["evaluate", TASK, str(path), "--json-out", str(out)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("main_score: 1.0000")
     header = next(line for line in text.splitlines() if line.strip().startswith("S "))

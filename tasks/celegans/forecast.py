@@ -230,6 +230,13 @@ class CelegansForecast(Task):
         return ForecastTraining(data.store, {name: data.splits[name].training_view() for name in SPLITS},
                                 data.connectome)
 
+    def targets(self, data: ForecastData, split: str):
+        """Refused: the targets are the future of activity traces, not a table; ``training_view()`` reads them."""
+        raise SubmissionError(f"task {self.name}: the targets are activity traces, not a table, so "
+                              f"`tasks template --split {split}` cannot write them; read the train and val segments "
+                              f"in Python: `view = get_task({self.name!r}).training_view()`, then "
+                              f"`view.protocols[p].{split}` and `view.store.worm(w, lo, hi)`")
+
     def fit(self, model, data: ForecastData, seed: int) -> ForecastModels:
         """Fit a copy of the unfitted ``model`` on the training view of each protocol."""
         view = self.training_view_of(data)

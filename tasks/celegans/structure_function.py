@@ -149,6 +149,12 @@ class CelegansStructureFunction(Task):
         names = np.asarray(data.inputs.neurons)
         return pd.DataFrame({"responding": names[p.responding], "stimulated": names[p.stimulated]})
 
+    def targets(self, data: StructureFunctionData, split: str) -> pd.DataFrame:
+        """``significant`` (bool, q < 0.05) and ``amplitude`` (ΔF/F0) of the pairs of ``split``, aligned with :meth:`ids`."""
+        p = data.splits[split]
+        return pd.DataFrame({"significant": np.asarray(p.significant, dtype=bool),
+                             "amplitude": np.asarray(p.amplitude, dtype=np.float64)})
+
     def training_view_of(self, data: StructureFunctionData) -> StructureFunctionTraining:
         """:class:`StructureFunctionTraining`: the connectome inputs and the train and val pairs with targets."""
         return StructureFunctionTraining(data.inputs, data.splits["train"], data.splits["val"])

@@ -461,6 +461,13 @@ class FisbeInstanceSegmentation(Task):
         (``view.samples("train")``, ``view.samples("val")``); test samples cannot be read through it."""
         return data.without_test()
 
+    def targets(self, data: StoreData, split: str):
+        """Refused: the targets are label volumes, not a table; ``training_view()`` reads them."""
+        raise SubmissionError(f"task {self.name}: the targets are instance label volumes, not a table, so "
+                              f"`tasks template --split {split}` cannot write them; read the raw volumes and GT of "
+                              f"train and val in Python: `view = get_task({self.name!r}).training_view()`, then "
+                              f"`view.samples({split!r})`, `view.raw(sample)`, `view.gt(sample)`")
+
     def fit(self, model, data: StoreData, seed: int):
         view = self.training_view_of(data)
         train, val = view.samples("train"), view.samples("val")

@@ -108,13 +108,15 @@ class LinkSplit:
         return len(self.node_id)
 
     def scored(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(pairs (n, 2) compact u < v, kind (n,) int8 per :data:`LABELS`) of ``split`` ('val' or 'test'),
+        """(pairs (n, 2) compact u < v, kind (n,) int8 per :data:`LABELS`) of ``split`` ('val' or 'test';
+        'train': the training positives and spatial negatives, which have no random negatives),
         sorted by CSV ids (node1, node2), so the order says nothing about the kind (computed once)."""
         if ("scored", split) not in self._memo:
-            pairs = np.concatenate([self.pos_pairs[split], self.neg_pairs[split], self.random_pairs[split]])
+            rnd = self.random_pairs.get(split, np.zeros((0, 2), dtype=np.int64))
+            pairs = np.concatenate([self.pos_pairs[split], self.neg_pairs[split], rnd])
             kind = np.concatenate([np.full(len(self.pos_pairs[split]), LABELS["positive"], np.int8),
                                    np.full(len(self.neg_pairs[split]), LABELS["spatial"], np.int8),
-                                   np.full(len(self.random_pairs[split]), LABELS["random"], np.int8)])
+                                   np.full(len(rnd), LABELS["random"], np.int8)])
             csv = self.node_id[pairs]
             order = np.lexsort((csv[:, 1], csv[:, 0]))
             self._memo[("scored", split)] = (pairs[order], kind[order])
@@ -269,10 +271,18 @@ class VesselGraphLinkPrediction(Task):
         return split
 
     def ids(self, data: LinkSplit, split: str) -> pd.DataFrame:
-        """The scored pairs of ``split``: int64 CSV ids ``node1`` < ``node2``, sorted (positives and negatives mixed)."""
+        """The scored pairs of ``split``: int64 CSV ids ``node1`` < ``node2``, sorted (positives and negatives mixed);
+        for 'train' the training positives and spatial negatives (:meth:`targets` labels them)."""
         pairs, _ = data.scored(split)
         csv = data.node_id[pairs]
         return pd.DataFrame({"node1": csv[:, 0], "node2": csv[:, 1]})
+
+    def targets(self, data: LinkSplit, split: str) -> pd.DataFrame:
+        """``label`` of the pairs of ``split`` ('train': training positives and spatial negatives; 'val': the
+        scored validation pairs), aligned with :meth:`ids`: int64 1 for a vessel, 0 for a negative (spatial or
+        random)."""
+        _, kind = data.scored(split)
+        return pd.DataFrame({"label": (kind == LABELS["positive"]).astype(np.int64)})
 
     def training_view_of(self, data: LinkSplit) -> LinkData:
         """:class:`LinkData` (:meth:`LinkSplit.model_view`): node positions, training positives and

@@ -161,6 +161,10 @@ class VesselGraphVesselClassification(Task):
         """The vessels of ``split``: column ``vessel`` (int64 CSV edge ids, ascending)."""
         return pd.DataFrame({"vessel": data.split[split].astype(np.int64)})
 
+    def targets(self, data: VesselData, split: str) -> pd.DataFrame:
+        """``label`` (int64 radius class 0..2) of the vessels of ``split``, aligned with :meth:`ids`."""
+        return pd.DataFrame({"label": data.label[data.split[split]].astype(np.int64)})
+
     def training_view_of(self, data: VesselData) -> VesselData:
         """:meth:`VesselData.without_test_labels`: every vessel's features and the graph, train and val
         labels; test labels are -1."""
