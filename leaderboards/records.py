@@ -4,7 +4,7 @@ Schema (``schema_version`` 2)::
 
     {
       "schema_version": 2,
-      "task": {"name": str, "version": str, "main_metric": str, "higher_is_better": bool,
+      "task": {"name": str, "version": str, "evaluator_version": str, "main_metric": str, "higher_is_better": bool,
                "headline_metrics": [str], "options": {str: str}},
       "datasets": [{"name": str, "version": str, "content_sha256": str,
                     "parts": {part: sha256}}, ...],   # parts: only for datasets read in parts
@@ -147,10 +147,19 @@ def record_digest(record: dict) -> str:
 def write_record(record: dict, out_dir: os.PathLike) -> Path:
     """Stamp ``record_digest``, validate (schema, card ranges) and write atomically; return the path.
 
+    A record without ``task.evaluator_version`` gets its registered card's (the
+    scoring code in this process made it).
+
     ``record`` itself is not changed; the file holds it with its digest. Nothing
     is written when a check fails.
     """
-    record = {**{k: v for k, v in record.items() if k != "record_digest"}, "record_digest": record_digest(record)}
+    record = {k: v for k, v in record.items() if k != "record_digest"}
+    task = record.get("task")
+    if isinstance(task, dict) and "evaluator_version" not in task:  # the scoring code writing it is the card's
+        card = _registered_card(task.get("name"))
+        if card is not None:
+            record["task"] = {**task, "evaluator_version": card.evaluator_version}
+    record["record_digest"] = record_digest(record)
     validate_record(record, "record")
     check_against_card(record, "record")
     out_dir = Path(out_dir)
@@ -158,6 +167,17 @@ def write_record(record: dict, out_dir: os.PathLike) -> Path:
     path = out_dir / record_filename(record["task"]["name"], record["model"]["name"], record["seed"],
                                      record["task"].get("options"))
     return write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def _registered_card(name):
+    """The registered card of task ``name``, or None (unknown names are reported by the checks)."""
+    from neuroharness.errors import UnknownNameError
+    from neuroharness.tasks import get_card
+
+    try:
+        return get_card(name) if isinstance(name, str) else None
+    except UnknownNameError:
+        return None
 
 
 def validate_record(record: dict, source: str) -> dict:
@@ -216,6 +236,15 @@ def validate_record(record: dict, source: str) -> dict:
         raise DataFormatError(
             f"{source}: metrics.main_score = {metrics['main_score']!r} differs from metrics.{main} = {metrics[main]!r}; "
             f"expected the value of the task's main_metric {main}")
+    if "evaluator_version" not in record["task"]:
+        raise DataFormatError(
+            f"{source}: field task.evaluator_version missing: the record predates evaluator versions (the version "
+            f"of the task's scoring code), so it cannot be compared with current records; remake it with "
+            f"`neuroharness run {record['task'].get('name', 'TASK')} --model {record['model'].get('name', 'MODEL')} "
+            f"--seeds {record['seed']}`")
+    if not isinstance(record["task"]["evaluator_version"], str):
+        raise DataFormatError(f"{source}: field task.evaluator_version = {record['task']['evaluator_version']!r}, "
+                              "expected a string")
     if "record_digest" not in record:
         raise DataFormatError(
             f"{source}: field record_digest missing: the record was not written by neuroharness's write_record (or "

@@ -45,6 +45,7 @@ def make_record(task, model_name: str, seed: int, options: dict[str, str], resul
         "task": {
             "name": card.name,
             "version": card.version,
+            "evaluator_version": card.evaluator_version,
             "main_metric": card.main_metric,
             "higher_is_better": card.higher_is_better,
             "headline_metrics": [m.name for m in card.metrics],

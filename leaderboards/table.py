@@ -1,7 +1,7 @@
 """Leaderboards: aggregate result records into mean ± std over seeds.
 
 Records are ranked together only if they agree on the task name, version
-and options, on every dataset's name, version and checksum of what was read,
+and options, on the evaluator version (the version of the task's scoring code), on every dataset's name, version and checksum of what was read,
 and on the scored split and the digest of its ids (``split_sha256``);
 otherwise :class:`IncomparableResultsError` names each field that differs and
 the records carrying each value.
@@ -34,20 +34,22 @@ GAP_TEST = ("gap vs next: whether the main-score gap to the next row is larger t
 def _comparability_key(record: dict) -> tuple:
     t = record["task"]
     return (t["name"], t["version"], tuple((d["name"], d["version"], d["content_sha256"]) for d in record["datasets"]),
-            tuple(sorted(t.get("options", {}).items())), record["split_sha256"], record.get("split", "test"))
+            tuple(sorted(t.get("options", {}).items())), record["split_sha256"], record.get("split", "test"),
+            t.get("evaluator_version"))
 
 
 def _describe(key: tuple) -> str:
-    name, version, datasets, options, split_sha, split = key
+    name, version, datasets, options, split_sha, split, evaluator = key
     ds = ", ".join(f"{n} {v} (sha256 {c[:12]})" for n, v, c in datasets)
     opts = "".join(f", {k}={v}" for k, v in options)
-    return f"task {name} {version}{opts} on {ds}, {'' if split == 'test' else split + ' '}split sha256 {split_sha[:12]}"
+    return f"task {name} {version}{opts} on {ds}, {'' if split == 'test' else split + ' '}split sha256 {split_sha[:12]}, evaluator version {evaluator}"
 
 
 def _fields(record: dict) -> dict[str, str]:
     """The fields that decide comparability, flattened: ``{"task.version": "1.0", "datasets[x].content_sha256": ...}``."""
     t = record["task"]
     out = {"task.name": t["name"], "task.version": t["version"],
+           "task.evaluator_version": t.get("evaluator_version", "(not set)"),
            "datasets": ", ".join(d["name"] for d in record["datasets"]),
            "split": record.get("split", "test"), "split_sha256": record["split_sha256"]}
     for k, v in t.get("options", {}).items():
@@ -128,7 +130,7 @@ def build(records: list[tuple[Path, dict]], task: str | None = None,
     if len(groups) > 1:
         lines = [f"  {_describe(k)}: {len(v)} record(s), e.g. {v[0]}" for k, v in groups.items()]
         raise IncomparableResultsError(
-            "refusing to rank records made on different task or dataset versions, task options or splits:\n"
+            "refusing to rank records made on different task or dataset versions, task options or splits, or evaluator versions:\n"
             + "\n".join(_differences([(label(Path(p)), r) for p, r in records]))
             + "\nthe comparable sets:\n" + "\n".join(lines)
             + "\nkeep one set of records per results directory (or rerun the older ones), or pick options with --option"

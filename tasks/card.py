@@ -92,7 +92,7 @@ class ModelSpec:
         return self.resolve_factory()(**{**self.hyperparameters, **overrides})
 
 
-_TEXT_FIELDS = ("name", "version", "title", "description", "split", "inputs", "targets", "submission")
+_TEXT_FIELDS = ("name", "version", "evaluator_version", "title", "description", "split", "inputs", "targets", "submission")
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,10 @@ class TaskCard:
     #: Largest absolute difference `neuroharness reproduce` accepts between a rerun of an official
     #: record and the record (0: bit-identical, what single-threaded CPU baselines give).
     reproduce_tolerance: float = 0.0
+    #: Version of the task's scoring code: bump it when a metric's computation changes without a change of
+    #: ``version`` (split, targets, metric definitions), e.g. a bug fix in a metric. Records carry it as
+    #: ``task.evaluator_version`` and records of different evaluator versions are never ranked together.
+    evaluator_version: str = "1"
 
     def __post_init__(self):
         where = f"task card {self.name!r}"

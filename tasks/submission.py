@@ -14,6 +14,8 @@ submissions holding one array per named item (FISBe volumes).
 """
 from __future__ import annotations
 
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,131 @@ from neuroharness.errors import SubmissionError
 from neuroharness.loaders.io import atomic_path
 
 FORMATS = (".npz", ".parquet", ".zarr")
+#: Environment variable that overrides :data:`MAX_SUBMISSION_BYTES` (a number of bytes).
+MAX_BYTES_ENV = "NEUROHARNESS_MAX_SUBMISSION_BYTES"
+#: Largest submission accepted, in bytes (8 GiB), checked before anything is loaded: a file's size on
+#: disk, the uncompressed size of an .npz's arrays (from their npy headers), a parquet file's rows x
+#: columns (from its metadata), the files of a .zarr folder. Overridden by ``$NEUROHARNESS_MAX_SUBMISSION_BYTES``.
+MAX_SUBMISSION_BYTES = 8 * 1024**3
+
+
+def max_submission_bytes() -> int:
+    """The size limit in force: ``$NEUROHARNESS_MAX_SUBMISSION_BYTES`` if set, else :data:`MAX_SUBMISSION_BYTES`."""
+    value = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not value:
+        return MAX_SUBMISSION_BYTES
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = -1
+    if limit <= 0:
+        raise SubmissionError(f"environment variable {MAX_BYTES_ENV}={value!r}: expected a positive number of bytes")
+    return limit
+
+
+def _too_large(path, what: str, found: int, limit: int) -> SubmissionError:
+    return SubmissionError(
+        f"{path}: {what} {found:,} bytes, over the submission size limit of {limit:,} bytes; nothing was loaded. "
+        f"If the file is meant to be this large, raise the limit with the environment variable "
+        f"{MAX_BYTES_ENV}=<bytes>")
+
+
+def _member_problem(name: str) -> str | None:
+    """Why a zip member name is refused (a path escaping the archive's folder), or None."""
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        return "is a path outside the archive's folder"
+    return None
+
+
+def check_zip_members(path, zf: zipfile.ZipFile, limit: int | None = None) -> list[zipfile.ZipInfo]:
+    """The members of an archive, refused if a name escapes its folder (``../x.npy``, ``/x``) or if
+    their uncompressed sizes (the zip's ``file_size``, nothing decompressed) add up to more than ``limit``."""
+    limit = max_submission_bytes() if limit is None else limit
+    infos = zf.infolist()
+    for info in infos:
+        why = _member_problem(info.filename)
+        if why:
+            raise SubmissionError(f"{path}: member {info.filename!r} {why}; expected one array per name at the top level")
+    total = sum(i.file_size for i in infos)
+    if total > limit:
+        raise _too_large(path, "its members uncompress to", total, limit)
+    return infos
+
+
+def npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of an open .npy stream, reading no data."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return tuple(shape), np.dtype(dtype)
+
+
+def folder_bytes(path: Path) -> int:
+    """Total size of the files under a folder (links not followed)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def check_size(path: str | Path, expected_rows: int | None = None) -> None:
+    """Refuse a submission over the size limit (see :data:`MAX_SUBMISSION_BYTES`) before loading it.
+
+    ``expected_rows``: the template's length; a table with more rows is refused
+    from its metadata (parquet) or array headers (.npz), before its data is read.
+    """
+    path = Path(path)
+    limit = max_submission_bytes()
+    if path.is_dir():
+        total = folder_bytes(path)
+        if total > limit:
+            raise _too_large(path, "its files hold", total, limit)
+        return
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(path, "the file has", size, limit)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = check_zip_members(path, zf, limit)
+                total = 0
+                for info in infos:
+                    if info.filename.endswith("/"):
+                        continue
+                    with zf.open(info) as f:
+                        try:
+                            shape, dtype = npy_header(f)
+                        except (ValueError, OSError, SyntaxError) as e:
+                            raise SubmissionError(f"{path}: member {info.filename!r} is not a valid .npy array ({e})") from None
+                    total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                    if expected_rows is not None and len(shape) == 1 and shape[0] > expected_rows:
+                        raise SubmissionError(f"{path}: array {info.filename[:-4]!r} has {shape[0]} rows, more than the "
+                                              f"{expected_rows} rows of the template (rows are duplicated, or not "
+                                              "of this split); nothing was loaded")
+        except zipfile.BadZipFile:
+            raise SubmissionError(f"{path}: not an .npz (zip) archive; predictions are read with numpy without "
+                                  "unpickling, and pickle is never accepted") from None
+        if total > limit:
+            raise _too_large(path, "its arrays hold", total, limit)
+    elif suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds on a malformed file
+            raise SubmissionError(f"{path}: unreadable .parquet predictions ({type(e).__name__}: {e})") from None
+        if expected_rows is not None and meta.num_rows > expected_rows:
+            raise SubmissionError(f"{path}: {meta.num_rows} rows found, more than the {expected_rows} rows expected "
+                                  "(the template's length: rows are duplicated, or not of this split); nothing was read")
+        total = meta.num_rows * meta.num_columns * 8
+        if total > limit:
+            raise _too_large(path, f"{meta.num_rows} rows x {meta.num_columns} columns hold about", total, limit)
 
 
 @dataclass(frozen=True)
@@ -75,12 +202,17 @@ class TableSpec:
         return "(" + ", ".join(str(row[c.name]) for c in self.ids) + ")"
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Load a predictions file (.npz with 1-D arrays, .parquet, or .zarr along one dim) into a DataFrame."""
+def read_table(path: str | Path, expected_rows: int | None = None) -> pd.DataFrame:
+    """Load a predictions file (.npz with 1-D arrays, .parquet, or .zarr along one dim) into a DataFrame.
+
+    The size limit (:func:`check_size`) is checked first, before any data is read.
+    """
     path = Path(path)
     if not path.exists():
         raise SubmissionError(f"{path}: file not found")
     suffix = path.suffix.lower()
+    if suffix in FORMATS:
+        check_size(path, expected_rows)
     try:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -115,9 +247,9 @@ def source_of(predictions) -> str:
     return "predictions" if isinstance(predictions, (pd.DataFrame, dict)) else str(predictions)
 
 
-def as_table(predictions) -> pd.DataFrame:
+def as_table(predictions, expected_rows: int | None = None) -> pd.DataFrame:
     """A DataFrame as given, or read from a path with :func:`read_table`."""
-    return predictions if isinstance(predictions, pd.DataFrame) else read_table(predictions)
+    return predictions if isinstance(predictions, pd.DataFrame) else read_table(predictions, expected_rows)
 
 
 def _first(mask: np.ndarray) -> int:
@@ -194,7 +326,7 @@ def check_table(predictions, spec: TableSpec, expected: pd.DataFrame, split: str
     column and first offending row.
     """
     source = source_of(predictions)
-    table = as_table(predictions).reset_index(drop=True)
+    table = as_table(predictions, len(expected)).reset_index(drop=True)
     missing = [c for c in spec.columns if c not in table.columns]
     if missing:
         raise SubmissionError(f"{source}: missing column(s) {missing}; found {list(table.columns)}, expected {spec.columns}")

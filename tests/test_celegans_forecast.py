@@ -253,3 +253,165 @@ def test_run_on_a_store_of_one_worm_per_source_fails_clearly(tmp_path, monkeypat
     assert "12 worms in 12 sources" in err and "Dag2023 (1)" in err and "Lin2023 (1)" in err
     assert "prepare a fuller store" in err and "KeyError" not in err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# -- prediction files ---------------------------------------------------------------
+def _model_predictions(task, data, name, seed, hyperparameters=None):
+    """The test-window predictions of a fitted card model, in template order (as score_model makes them)."""
+    fitted = task.fit(task.build_model(name, hyperparameters), data, seed)
+    out = []
+    for protocol in forecast.SPLITS:
+        for _, ctx, _, mask in eval_windows(data.store, data.splits[protocol].test):
+            out.append(fitted.models[protocol].predict(ctx, mask, 10))
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def naive_file(store_path, tmp_path_factory):
+    task = nh.get_task("celegans-forecast")
+    data = task.data()
+    path = tmp_path_factory.mktemp("forecast_sub") / "naive.npz"
+    template = task.submission_template()
+    return forecast.write_predictions(path, template, _model_predictions(task, data, "naive", 0))
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _save(path, **arrays):
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def test_submission_scores_identically_to_run_model(store_path, naive_file, tmp_path):
+    task = nh.get_task("celegans-forecast")
+    assert task.has_validation is False
+    assert task.evaluate(naive_file) == task.run_model("naive", 0).metrics
+    kw = dict(n_windows=3000, iterations=20)
+    path = forecast.write_predictions(tmp_path / "ar.npz", task.submission_template(),
+                                      _model_predictions(task, task.data(), "linear-ar", 1, kw))
+    assert _arrays(path)["prediction"].dtype == np.float32
+    assert task.evaluate(path) == task.run_model("linear-ar", 1, hyperparameters=kw).metrics
+    with pytest.raises(SubmissionError, match="no validation split"):
+        task.evaluate(path, "val")
+
+
+def test_submission_rows_in_any_order_and_nan_on_unlabeled_neurons(store_path, naive_file, tmp_path):
+    task = nh.get_task("celegans-forecast")
+    data = task.data()
+    a = _arrays(naive_file)
+    want = task.evaluate(naive_file)
+    perm = np.random.default_rng(0).permutation(len(a["start"]))
+    shuffled = {k: v[perm] for k, v in a.items()}
+    assert task.evaluate(_save(tmp_path / "shuffled.npz", **shuffled)) == want
+    assert task.evaluate(dict(shuffled)) == want  # the in-memory form
+    # NaN (or anything) on neurons a worm does not label is ignored
+    pred = a["prediction"].copy()
+    index = {w: i for i, w in enumerate(data.store.worm_ids)}
+    for r, worm in enumerate(a["worm"]):
+        pred[r][:, ~data.store.labeled[index[str(worm)]]] = np.nan
+    assert task.evaluate(_save(tmp_path / "nan_unlabeled.npz", **{**a, "prediction": pred})) == want
+    half = task.evaluate(_save(tmp_path / "f16.npz", **{**a, "prediction": a["prediction"].astype(np.float16)}))
+    assert half["worms/mse_h1"] == pytest.approx(want["worms/mse_h1"], rel=1e-2)
+
+
+def test_bad_submissions_name_the_file_and_field(store_path, naive_file, tmp_path):
+    task = nh.get_task("celegans-forecast")
+    data = task.data()
+    a = _arrays(naive_file)
+    n = len(a["start"])
+
+    def refused(name, pattern, **arrays):
+        path = _save(tmp_path / name, **arrays)
+        with pytest.raises(SubmissionError, match=pattern) as e:
+            task.evaluate(path)
+        assert str(e.value).startswith(str(path) + ":"), str(e.value)
+
+    drop = {k: v[1:] for k, v in a.items()}
+    refused("missing.npz", rf"1 of {n} test windows missing, e\.g\. \(protocol={a['protocol'][0]}, "
+            rf"worm={a['worm'][0]}, start={a['start'][0]}\)", **drop)
+    extra = {k: np.concatenate([v, v[:1]]) for k, v in a.items()}
+    extra["start"][-1] = 10**6
+    refused("extra.npz", rf"1 row\(s\) are not test windows, e\.g\. \(protocol={a['protocol'][0]}, "
+            rf"worm={a['worm'][0]}, start=1000000\)", **extra)
+    dup = {k: np.concatenate([v[1:], v[1:2]]) for k, v in a.items()}
+    refused("dup.npz", r"appears more than once", **dup)
+    refused("float_start.npz", r"column 'start' has dtype float64", **{**a, "start": a["start"].astype(float)})
+    # NaN on a labeled neuron: the message names the row, window, step and neuron
+    pred = a["prediction"].copy()
+    w = {wid: i for i, wid in enumerate(data.store.worm_ids)}[str(a["worm"][3])]
+    neuron = int(np.flatnonzero(data.store.labeled[w])[0])
+    pred[3, 4, neuron] = np.nan
+    refused("nan.npz", rf"field 'prediction' row 3 \(protocol={a['protocol'][3]}, worm={a['worm'][3]}, "
+            rf"start={a['start'][3]}\): value nan at step 5, neuron {neuron}, which is labeled", **{**a, "prediction": pred})
+    pred[3, 4, neuron] = np.inf
+    refused("inf.npz", r"field 'prediction' row 3 .*value inf", **{**a, "prediction": pred})
+    refused("shape.npz", rf"field 'prediction' has shape \({n}, 9, 302\); expected \(n_windows, 10, 302\)",
+            **{**a, "prediction": a["prediction"][:, :9]})
+    refused("rows.npz", rf"field 'prediction' has {n - 1} rows but the id fields .* have {n}",
+            **{**a, "prediction": a["prediction"][1:]})
+    refused("int.npz", r"field 'prediction' has dtype int64; expected float16, float32 or float64",
+            **{**a, "prediction": a["prediction"].astype(np.int64)})
+    refused("object.npz", r"field 'worm' is an object array \(pickle is never accepted\)",
+            **{**a, "worm": a["worm"].astype(object)})
+    refused("object_pred.npz", r"field 'prediction' is an object array", **{**a, "prediction": a["prediction"].astype(object)})
+    refused("missing_field.npz", r"missing field\(s\) \['prediction'\]", **{k: v for k, v in a.items() if k != "prediction"})
+    refused("extra_field.npz", r"unexpected field\(s\) \['notes'\]", **a, notes=np.zeros(3))
+    # a pickle disguised as an npz is never unpickled
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled')",))
+
+    disguised = tmp_path / "pickle.npz"
+    disguised.write_bytes(pickle.dumps({"prediction": Boom()}))
+    with pytest.raises(SubmissionError, match=rf"^{disguised}: not an \.npz \(zip\) archive"):
+        task.evaluate(disguised)
+    with pytest.raises(SubmissionError, match=r"unsupported format '\.pkl'"):
+        task.evaluate(_save(tmp_path / "x.pkl", **a))
+
+
+def test_shape_is_refused_from_the_header_without_loading(store_path, naive_file, tmp_path, monkeypatch):
+    task = nh.get_task("celegans-forecast")
+    a = _arrays(naive_file)
+    path = _save(tmp_path / "shape.npz", **{**a, "prediction": a["prediction"][:, :, :10]})
+    loads = []
+    real = np.lib.format.read_array
+    monkeypatch.setattr(np.lib.format, "read_array", lambda *x, **k: loads.append(1) or real(*x, **k))
+    with pytest.raises(SubmissionError, match=r"field 'prediction' has shape"):
+        task.evaluate(path)
+    assert loads == []
+
+
+def test_cli_template_and_evaluate_a_prediction_file(store_path, naive_file, tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    task = nh.get_task("celegans-forecast")
+    assert main(["tasks", "template", "celegans-forecast", str(tmp_path / "template.npz")]) == 0
+    with np.load(tmp_path / "template.npz", allow_pickle=False) as z:
+        template = pd.DataFrame({k: z[k] for k in z.files})
+    assert list(template["start"]) == list(task.submission_template()["start"])
+    capsys.readouterr()
+    assert main(["evaluate", "celegans-forecast", str(naive_file), "--json-out", str(tmp_path / "m.json"),
+                 "--out", str(tmp_path / "records"), "--model-name", "my-naive"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    want = task.run_model("naive", 0).metrics
+    assert {k: metrics[k] for k in want} == want
+    assert list((tmp_path / "records").rglob("*.json"))
+    bad = _save(tmp_path / "bad.npz", **{**_arrays(naive_file), "prediction": np.zeros((1, 10, 302))})
+    assert main(["evaluate", "celegans-forecast", str(bad)]) == 2
+    assert f"error: {bad}: field 'prediction' has 1 rows" in capsys.readouterr().err
+
+
+def test_size_limit_is_checked_before_loading(store_path, naive_file, monkeypatch):
+    if forecast.check_size is None:
+        pytest.skip("tasks/submission.py has no check_size")
+    monkeypatch.setenv("NEUROHARNESS_MAX_SUBMISSION_BYTES", "1000")
+    with pytest.raises(SubmissionError, match=rf"^{naive_file}: .*over the submission size limit of 1,000 bytes"):
+        nh.get_task("celegans-forecast").evaluate(naive_file)

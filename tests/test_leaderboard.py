@@ -31,8 +31,9 @@ needs_celegans = pytest.mark.skipif(
 
 def make_record(model: str, seed: int, roc_auc: float, ap: float = 0.1, *, task: str = TASK, version: str = "1.0",
                 sha: str = SHA_A, higher_is_better: bool = True, n_parameters: int = 2, options: dict | None = None,
-                split_sha: str = SPLIT_A) -> dict:
-    t = {"name": task, "version": version, "main_metric": "roc_auc", "higher_is_better": higher_is_better}
+                split_sha: str = SPLIT_A, evaluator: str = "1") -> dict:
+    t = {"name": task, "version": version, "evaluator_version": evaluator, "main_metric": "roc_auc",
+         "higher_is_better": higher_is_better}
     if options is not None:
         t["options"] = options
     return {
@@ -230,6 +231,18 @@ def test_different_task_versions_are_incomparable(results):
                             f"'2.0' in 1 record(s): {newer}")
 
 
+def test_different_evaluator_versions_are_incomparable(results):
+    """Same task version, scoring code changed (e.g. a metric fix): never ranked together, and the message says so."""
+    write_record(make_record("rescored", 0, 0.9, evaluator="2"), results)
+    with pytest.raises(IncomparableResultsError) as exc:
+        table.build(read_records(results))
+    msg = str(exc.value)
+    assert "evaluator versions" in msg and "evaluator version 1" in msg and "evaluator version 2" in msg
+    [line] = [x for x in msg.splitlines() if "differs" in x]
+    assert line.startswith("  task.evaluator_version differs: '1' in 9 record(s): ")
+    assert line.endswith(f"'2' in 1 record(s): {results / f'{TASK}__rescored__seed0.json'}")
+
+
 def test_different_dataset_checksums_are_incomparable(results):
     write_record(make_record("rebuilt", 0, 0.9, sha=SHA_B), results)
     with pytest.raises(IncomparableResultsError) as exc:
@@ -370,7 +383,8 @@ def test_runner_writes_provenance_complete_records(runner_records):
         assert rec["schema_version"] == SCHEMA_VERSION
         assert re.fullmatch(r"[0-9a-f]{64}", rec["split_sha256"]) and rec["split_sha256"] == task.split_sha256()
         assert rec["model"]["fitted"] == {}
-        assert rec["task"] == {"name": TASK, "version": task.card.version, "main_metric": "roc_auc", "higher_is_better": True,
+        assert rec["task"] == {"name": TASK, "version": task.card.version, "evaluator_version": task.card.evaluator_version,
+                               "main_metric": "roc_auc", "higher_is_better": True,
                                "headline_metrics": ["roc_auc", "average_precision", "spearman"], "options": {}}
         assert [d["name"] for d in rec["datasets"]] == ["celegans-funatlas", "celegans-connectome"]
         for d in rec["datasets"]:

@@ -229,3 +229,38 @@ def test_every_registered_card_metric_has_a_range():
 
 def test_dataset_sha_fixture_is_hex():  # the fixtures' checksums satisfy the schema's pattern
     assert set(SHA_A) <= set("0123456789abcdef")
+
+
+# -- evaluator version ----------------------------------------------------------------
+def test_evaluator_version_is_required_by_the_schema_and_defaults_on_cards():
+    schema = _schema()
+    assert "evaluator_version" in schema["properties"]["task"]["required"]
+    assert all(get_card(name).evaluator_version == "1" for name in list_tasks())
+
+
+def test_record_without_evaluator_version_is_refused_with_the_remake_command(tmp_path):
+    rec = make_record("old", 2, 0.7)
+    del rec["task"]["evaluator_version"]
+    _write_raw(tmp_path / "old.json", rec)
+    with pytest.raises(DataFormatError) as exc:
+        read_records(tmp_path)
+    assert str(exc.value) == (
+        f"{tmp_path / 'old.json'}: field task.evaluator_version missing: the record predates evaluator versions (the "
+        f"version of the task's scoring code), so it cannot be compared with current records; remake it with "
+        f"`neuroharness run {TASK} --model old --seeds 2`")
+
+
+def test_write_record_stamps_the_cards_evaluator_version(tmp_path):
+    rec = make_record("m", 0, 0.7)
+    del rec["task"]["evaluator_version"]
+    path = write_record(rec, tmp_path)
+    assert json.loads(path.read_text())["task"]["evaluator_version"] == get_card(TASK).evaluator_version
+    assert "evaluator_version" not in rec["task"]  # the caller's dict is not changed
+
+
+def test_card_evaluator_version_must_be_a_non_empty_string():
+    card = get_card(TASK)
+    import dataclasses
+
+    with pytest.raises(CardError, match="field evaluator_version must be a non-empty string"):
+        dataclasses.replace(card, evaluator_version="")

@@ -143,6 +143,9 @@ def test_bad_submission_file_names_file_and_problem(task, perfect, tmp_path, cas
                               else df[c].to_numpy()) for c in df.columns})
     else:
         df.to_parquet(path, index=False)
+    if case in (_case_duplicated_pair, _case_extra_pair):  # one row more than the template: refused before reading
+        n = len(perfect)
+        match = rf"{n + 1} rows, more than the {n} rows|{n + 1} rows found, more than the {n} rows expected"
     with pytest.raises(SubmissionError, match=match) as exc:
         task.evaluate(path)
     assert str(exc.value).startswith(f"{path}: ")

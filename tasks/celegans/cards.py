@@ -89,7 +89,13 @@ FORECAST = TaskCard(
     ),
     seeds=(0, 1, 2),
     chance={"worms/skill_h1": "0 (the naive copy-last predictor)"},
-    submission="run-only for now: register a model with fit(store, split, seed, connectome) and predict(context, mask, horizon)",
+    submission=(
+        "an .npz (read without unpickling) with one entry per test window of the template (tasks template): "
+        "1-D protocol (str), worm (str), start (int) and prediction (n_windows, 10, 302) float16/32/64, the "
+        "next 10 samples of every neuron; rows in any order; finite on the neurons labeled in that worm, "
+        "NaN allowed on the others (not scored); or register a model with fit(store, split, seed, connectome) "
+        "and predict(context, mask, horizon)"
+    ),
     references=("Simeon Q et al. (2024) arXiv:2411.12091 (dataset; NaivePredictor as the copy-last baseline)",),
 )
 

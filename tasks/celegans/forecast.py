@@ -6,13 +6,23 @@ source; ``time``: the second half of every worm), the test windows, the
 streamed scoring (test predictions do not fit in memory: squared errors are
 summed per source as windows are predicted) and the checks that a store
 allows both protocols. The baselines live in :mod:`.forecast_baselines`.
+
+Prediction files (:func:`read_predictions`, :func:`write_predictions`): an
+``.npz`` with 1-D ``protocol`` (str), ``worm`` (str), ``start`` (int) naming
+each test window of the template, and ``prediction`` (n_windows, 10, 302)
+float16/32/64, rows in any order; finite on the neurons labeled in that worm,
+anything (NaN) elsewhere. Headers are read before any data, nothing is
+unpickled, and the windows are scored exactly as :meth:`CelegansForecast.score_model`
+scores a model's own predictions.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import math
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +30,12 @@ import pandas as pd
 from neuroharness.errors import NeuroharnessError, SubmissionError
 
 from ..base import Task
+from ..submission import Column, TableSpec, check_table
+
+try:  # the shared size limit and zip-member checks (being added to tasks/submission.py alongside this reader)
+    from ..submission import check_size
+except ImportError:  # pragma: no cover - an older submission module
+    check_size = None
 from .cards import FORECAST
 from .windows import RaggedActivity, Segment, windows_of
 
@@ -156,6 +172,176 @@ def check_protocols(store: RaggedActivity, splits: dict[str, ForecastSplit]) -> 
             raise NeuroharnessError(head + f"no test window in {what}: {detail}; {_FULLER}")
 
 
+# -- prediction files ---------------------------------------------------------------
+ID_SPEC = TableSpec(
+    ids=(Column("protocol", "str", "split protocol, 'worms' or 'time'"),
+         Column("worm", "str", "worm id '<source>/<worm>'"),
+         Column("start", "int", "sample index in the worm of the window's first context sample")),
+    values=(), items="windows", id_format="(protocol={protocol}, worm={worm}, start={start})")
+ID_FIELDS = tuple(c.name for c in ID_SPEC.ids)
+FIELDS = (*ID_FIELDS, "prediction")
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_NO_PICKLE = "pickle is never accepted"
+
+
+@dataclass(frozen=True)
+class ForecastSubmission:
+    """A checked prediction file: ``prediction`` (n_windows, horizon, neurons) as submitted and
+    ``rows``, for each window of the template in scoring order, its row in ``prediction``."""
+
+    prediction: np.ndarray
+    rows: np.ndarray
+
+
+def write_predictions(path, template: pd.DataFrame, prediction: np.ndarray) -> Path:
+    """Write a submission ``.npz``: the id columns of ``template`` (protocol, worm, start) and
+    ``prediction`` (len(template), 10, n_neurons) float, row i predicting template row i."""
+    from neuroharness.loaders.io import atomic_path
+
+    path, prediction = Path(path), np.asarray(prediction)
+    if path.suffix != ".npz":
+        raise SubmissionError(f"{path}: task celegans-forecast takes an .npz")
+    if prediction.ndim != 3 or len(prediction) != len(template):
+        raise SubmissionError(f"{path}: prediction of shape {prediction.shape} for {len(template)} windows; "
+                              f"expected ({len(template)}, {max(HORIZONS)}, n_neurons)")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, protocol=template["protocol"].to_numpy(dtype=str), worm=template["worm"].to_numpy(dtype=str),
+                 start=template["start"].to_numpy(dtype=np.int64), prediction=prediction)
+    return path
+
+
+def _npy_header(zf: zipfile.ZipFile, member: str, source: str, field_: str) -> tuple[tuple, np.dtype]:
+    """(shape, dtype) of one array of an .npz from its .npy header, without reading its data."""
+    fmt = np.lib.format
+    try:
+        with zf.open(member) as fh:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = fmt.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = fmt.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+    except Exception as e:  # noqa: BLE001 - a malformed member raises many kinds of errors
+        raise SubmissionError(f"{source}: field {field_!r} is not a readable .npy array ({type(e).__name__}: {e}); "
+                              f"write the file with numpy.savez ({_NO_PICKLE})") from None
+    return tuple(shape), np.dtype(dtype)
+
+
+def _read_member(zf: zipfile.ZipFile, member: str, source: str, field_: str) -> np.ndarray:
+    try:
+        with zf.open(member) as fh:
+            return np.lib.format.read_array(fh, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise SubmissionError(f"{source}: field {field_!r} is unreadable ({type(e).__name__}: {e})") from None
+
+
+def _check_headers(source: str, headers: dict, n_windows: int, n_neurons: int) -> None:
+    """Dtypes and shapes of the four fields, from their headers: nothing is loaded before this passes."""
+    for f in FIELDS:
+        shape, dtype = headers[f]
+        if dtype.hasobject:
+            raise SubmissionError(f"{source}: field {f!r} is an object array ({_NO_PICKLE}); store "
+                                  + ("strings as a fixed-width unicode array (numpy dtype '<U...')" if f in ID_FIELDS[:2]
+                                     else "numbers with a numeric dtype"))
+    for f in ID_FIELDS:
+        if len(headers[f][0]) != 1:
+            raise SubmissionError(f"{source}: field {f!r} has shape {headers[f][0]}; expected a 1-D array, one "
+                                  "entry per test window")
+    lengths = {f: headers[f][0][0] for f in ID_FIELDS}
+    if len(set(lengths.values())) > 1:
+        raise SubmissionError(f"{source}: fields {', '.join(ID_FIELDS)} differ in length: {lengths}")
+    shape, dtype = headers["prediction"]
+    want = f"(n_windows, {max(HORIZONS)}, {n_neurons}): n_windows = {n_windows} test windows of the template, " \
+           f"horizon {max(HORIZONS)}, the store's {n_neurons} neurons"
+    if len(shape) != 3 or shape[1:] != (max(HORIZONS), n_neurons):
+        raise SubmissionError(f"{source}: field 'prediction' has shape {shape}; expected {want}")
+    if dtype not in FLOAT_DTYPES:
+        raise SubmissionError(f"{source}: field 'prediction' has dtype {dtype}; expected float16, float32 or float64")
+    n = next(iter(lengths.values()))
+    if shape[0] != n:
+        raise SubmissionError(f"{source}: field 'prediction' has {shape[0]} rows but the id fields "
+                              f"({', '.join(ID_FIELDS)}) have {n}; expected one row per window, shape {want}")
+
+
+def _open_arrays(predictions, n_windows: int, n_neurons: int) -> tuple[str, dict[str, np.ndarray], object]:
+    """(source, id arrays, a loader of 'prediction'); every header checked before any data is read."""
+    if isinstance(predictions, dict):
+        source = "predictions"
+        missing = [f for f in FIELDS if f not in predictions]
+        if missing:
+            raise SubmissionError(f"{source}: missing field(s) {missing}; expected {list(FIELDS)}")
+        arrays = {f: np.asarray(predictions[f]) for f in FIELDS}
+        _check_headers(source, {f: (a.shape, a.dtype) for f, a in arrays.items()}, n_windows, n_neurons)
+        return source, {f: arrays[f] for f in ID_FIELDS}, lambda: arrays["prediction"]
+    path = Path(predictions)
+    source = str(path)
+    if not path.exists():
+        raise SubmissionError(f"{source}: file not found")
+    if path.suffix.lower() != ".npz":
+        raise SubmissionError(f"{source}: unsupported format {path.suffix!r}; task celegans-forecast takes an .npz "
+                              f"with fields {', '.join(FIELDS)} ({_NO_PICKLE})")
+    if check_size is not None:
+        check_size(path)  # size limit, member names; from the headers and the zip directory, nothing loaded
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise SubmissionError(f"{source}: not an .npz (zip) archive ({e}); write it with numpy.savez "
+                              f"({_NO_PICKLE})") from None
+    with zf:
+        members = {(n[:-4] if n.endswith(".npy") else n): n for n in zf.namelist()}
+        missing = [f for f in FIELDS if f not in members]
+        extra = sorted(set(members) - set(FIELDS))
+        if missing or extra:
+            raise SubmissionError(f"{source}: " + "; ".join(
+                ([f"missing field(s) {missing}"] if missing else []) + ([f"unexpected field(s) {extra}"] if extra else []))
+                + f"; expected exactly {list(FIELDS)}")
+        headers = {f: _npy_header(zf, members[f], source, f) for f in FIELDS}
+        _check_headers(source, headers, n_windows, n_neurons)
+        ids = {f: _read_member(zf, members[f], source, f) for f in ID_FIELDS}
+
+    def load():
+        with zipfile.ZipFile(path) as z:
+            return _read_member(z, members["prediction"], source, "prediction")
+
+    return source, ids, load
+
+
+def read_predictions(predictions, template: pd.DataFrame, labeled: np.ndarray, worm_ids, split: str = "test") -> ForecastSubmission:
+    """Check a prediction file (path of an .npz, or a dict of the four arrays) against ``template``
+    (the ids of the scored windows) and the store's ``labeled`` (worm, neuron) mask; see the module doc."""
+    source, ids, load = _open_arrays(predictions, len(template), labeled.shape[1])
+    table = pd.DataFrame(ids)
+    try:
+        check_table(table, ID_SPEC, template, split)
+    except SubmissionError as e:  # the checker names an in-memory table "predictions": name the file instead
+        msg = str(e)
+        raise SubmissionError(source + msg[len("predictions"):] if msg.startswith("predictions:") else msg) from None
+    # check_table returns no alignment for a table without value columns: match the (validated) ids here
+    sub = pd.DataFrame({"protocol": table["protocol"].astype(str), "worm": table["worm"].astype(str),
+                        "start": table["start"].astype(np.int64), "_row": np.arange(len(table))})
+    rows = template[list(ID_FIELDS)].reset_index(drop=True).merge(sub, on=list(ID_FIELDS), how="left", sort=False)["_row"]
+    if len(rows) != len(template) or rows.isna().any():  # not reachable after check_table; kept as a guard
+        raise SubmissionError(f"{source}: the windows do not match the template")
+    rows = rows.to_numpy(dtype=np.int64)
+    prediction = load()
+    index = {w: i for i, w in enumerate(map(str, worm_ids))}
+    codes, worms = pd.factorize(template["worm"].to_numpy(dtype=str))
+    for c, worm in enumerate(worms):
+        mask = labeled[index[worm]]
+        at = rows[codes == c]
+        block = prediction[at][:, :, mask]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            i, step, j = (int(x[0]) for x in np.nonzero(bad))
+            r, neuron = int(at[i]), int(np.flatnonzero(mask)[j])
+            raise SubmissionError(
+                f"{source}: field 'prediction' row {r} {ID_SPEC.show(sub.iloc[r].to_dict())}: value "
+                f"{float(block[i, step, j])} at step {step + 1}, neuron {neuron}, which is labeled in worm {worm} "
+                f"({int(bad.sum())} NaN/inf value(s) on this worm's labeled neurons); only unlabeled neurons may be NaN")
+    return ForecastSubmission(prediction, rows)
+
+
 # -- the task ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class ForecastData:
@@ -251,14 +437,34 @@ class CelegansForecast(Task):
         raise NeuroharnessError(f"task {self.name} streams its predictions into the scores (they do not fit in "
                                 "memory); use run_model")
 
-    def score_model(self, model: ForecastModels, data: ForecastData, split: str) -> dict[str, float]:
-        """Predict every test window of each protocol and sum squared errors as they come."""
+    def _score_windows(self, data: ForecastData, split: str, predict) -> dict[str, float]:
+        """Stream every test window of each protocol through ``predict(protocol, i, ctx, mask)`` (``i`` the
+        template row of the window's first window) and sum squared errors as they come."""
         if split != "test":
             raise SubmissionError(f"task {self.name} has no scored {split!r} split; use split='test'")
-        metrics = {}
+        metrics, row = {}, 0
         for name in SPLITS:
-            acc, fitted = _Accumulator(), model.models[name]
+            acc = _Accumulator()
             for seg, ctx, tgt, mask in eval_windows(data.store, data.splits[name].test):
-                acc.add(str(data.store.source[seg.worm]), fitted.predict(ctx, mask, max(HORIZONS)), ctx, tgt, mask)
+                acc.add(str(data.store.source[seg.worm]), predict(name, row, ctx, mask), ctx, tgt, mask)
+                row += len(ctx)
             metrics.update(acc.metrics(name))
         return metrics
+
+    def score_model(self, model: ForecastModels, data: ForecastData, split: str) -> dict[str, float]:
+        """Predict every test window of each protocol and sum squared errors as they come."""
+        return self._score_windows(data, split, lambda name, row, ctx, mask: model.models[name].predict(
+            ctx, mask, max(HORIZONS)))
+
+    def read_submission(self, predictions, data: ForecastData, split: str) -> ForecastSubmission:
+        """A prediction file (.npz path, or a dict of its arrays) checked by :func:`read_predictions`."""
+        return read_predictions(predictions, self.ids(data, split), data.store.labeled, data.store.worm_ids, split)
+
+    def score(self, data: ForecastData, split: str, predictions: ForecastSubmission) -> dict[str, float]:
+        """The metrics of a checked submission, streamed window by window exactly as :meth:`score_model`."""
+        def predict(name, row, ctx, mask):
+            pred = predictions.prediction[predictions.rows[row : row + len(ctx)]]
+            pred[:, :, ~mask] = 0  # unlabeled neurons are not scored (NaN allowed there; the mask would keep NaN)
+            return pred
+
+        return self._score_windows(data, split, predict)

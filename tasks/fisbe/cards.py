@@ -83,6 +83,8 @@ INSTANCE_SEGMENTATION = TaskCard(
         MetricSpec("partly/S", True, "S of the partly labeled test volumes (partly mode)", 0.0, 1.0),
     ),
     main_metric="S",
+    # 2: FS/FM follow the official evaluator's many-to-many matching (issue 11); scores made before differ
+    evaluator_version="2",
     implementation=f"{_PKG}.instance_segmentation:FisbeInstanceSegmentation",
     models=(
         ModelSpec("threshold-cluster", f"{_PKG}.baselines:ThresholdClusterModel",

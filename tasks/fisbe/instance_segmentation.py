@@ -29,7 +29,7 @@ import pandas as pd
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 
 from ..base import Task
-from ..submission import check_names
+from ..submission import _too_large, check_names, check_zip_members, folder_bytes, max_submission_bytes
 from .cards import INSTANCE_SEGMENTATION, REFERENCE_ROWS
 
 SUBSETS = ("completely", "partly")
@@ -182,19 +182,32 @@ class PredictionFile:
         if not path.exists():
             raise SubmissionError(f"{path}: file not found")
         suffix = path.suffix.lower()
+        limit = max_submission_bytes()  # checked before any array is read: size on disk, then uncompressed size
+        size = folder_bytes(path) if path.is_dir() else path.stat().st_size
+        if size > limit:
+            raise _too_large(path, "its files hold" if path.is_dir() else "the file has", size, limit)
         try:
             if suffix == ".npz":
                 self._zip = zipfile.ZipFile(path)
+                check_zip_members(path, self._zip, limit)
                 members = [m for m in self._zip.namelist() if not m.endswith("/")]
                 bad = [m for m in members if not m.endswith(".npy")]
                 if bad:
                     raise SubmissionError(f"{path}: member {bad[0]!r} is not a .npy array")
                 self._members = {m[: -len(".npy")]: m for m in members}
                 self.names = [m[: -len(".npy")] for m in members]
+                total = 0
+                for name in self._members:
+                    shape, dtype = self.header(name)
+                    total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if total > limit:
+                    raise _too_large(path, "its arrays hold", total, limit)
                 return
             import zarr
 
             if suffix == ".zip":
+                with zipfile.ZipFile(path) as zf:
+                    check_zip_members(path, zf, limit)
                 store = zarr.storage.ZipStore(str(path), mode="r")
             elif path.is_dir() and (suffix == ".zarr" or any((path / f).exists() for f in (".zgroup", "zarr.json"))):
                 store = zarr.storage.LocalStore(str(path), read_only=True)
@@ -208,8 +221,10 @@ class PredictionFile:
                 raise SubmissionError(f"{path}: member {groups[0]!r} is a group; expected one array per sample at the top level")
             self.names = list(members)
         except SubmissionError:
+            self.close()
             raise
         except (zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+            self.close()
             raise SubmissionError(f"{path}: unreadable {suffix or 'folder'} predictions ({type(e).__name__}: {e})") from None
         except Exception as e:  # noqa: BLE001 - zarr raises many kinds of errors on a malformed store
             raise SubmissionError(f"{path}: unreadable {suffix or 'folder'} predictions ({type(e).__name__}: {e})") from None
