@@ -29,7 +29,7 @@ import pandas as pd
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 
 from ..base import Task
-from ..submission import _too_large, check_names, check_zip_members, folder_bytes, max_submission_bytes
+from ..submission import _too_large, check_names, check_zip_members, folder_bytes, max_submission_bytes, npy_header
 from .cards import INSTANCE_SEGMENTATION, REFERENCE_ROWS
 
 SUBSETS = ("completely", "partly")
@@ -239,12 +239,9 @@ class PredictionFile:
         if self._zip is not None:
             try:
                 with self._zip.open(self._members[name]) as f:
-                    version = np.lib.format.read_magic(f)
-                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                    shape, _, dtype = read(f)
+                    return npy_header(f)
             except (ValueError, OSError, zipfile.BadZipFile) as e:
                 raise SubmissionError(f"{self.name}: array {name!r} is not a valid .npy array ({e})") from None
-            return tuple(shape), np.dtype(dtype)
         a = self._group[name]
         return tuple(a.shape), np.dtype(a.dtype)
 
