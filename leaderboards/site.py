@@ -121,7 +121,7 @@ def _groups(records: list[tuple[Path, dict]]) -> dict[str, list[list[tuple[Path,
     """Records by task, then by comparable set (task version, options, datasets, split), in first-seen order."""
     out: dict[str, dict[tuple, list]] = {}
     for p, r in records:
-        out.setdefault(r["task"]["name"], {}).setdefault(_table._comparability_key(r), []).append((Path(p), r))
+        out.setdefault(r["task"]["name"], {}).setdefault(_table.comparability_key(r), []).append((Path(p), r))
     return {t: list(g.values()) for t, g in sorted(out.items())}
 
 
@@ -237,7 +237,7 @@ def _group_section(task: str, gi: int, rs: list[tuple[Path, dict]], official: se
         origin = ", ".join(sorted({r["model"].get("origin", {}).get("kind", "unknown") for _, r in group}))
         dates = sorted(str(r.get("created", "")) for _, r in group)
         date = dates[-1][:10] if dates and dates[-1] else ""
-        gap = _table._gap(row.get("gap_vs_next", ""), row.get("gap_p_value"))
+        gap = _table.gap_text(row.get("gap_vs_next", ""), row.get("gap_p_value"))
         cells = [(row["rank"], str(row["rank"]), True), (row["model"], row["model"], False)]
         if mixed:
             cells.append((source, source, False))

@@ -31,7 +31,8 @@ GAP_TEST = ("gap vs next: whether the main-score gap to the next row is larger t
             "n/a when a row has a single seed or both rows have zero spread")
 
 
-def _comparability_key(record: dict) -> tuple:
+def comparability_key(record: dict) -> tuple:
+    """What two records must share to be ranked together (task, versions, data, options, split)."""
     t = record["task"]
     return (t["name"], t["version"], tuple((d["name"], d["version"], d["content_sha256"]) for d in record["datasets"]),
             tuple(sorted(t.get("options", {}).items())), record["split_sha256"], record.get("split", "test"),
@@ -126,7 +127,7 @@ def build(records: list[tuple[Path, dict]], task: str | None = None,
 
     groups: dict[tuple, list[str]] = {}
     for p, r in records:
-        groups.setdefault(_comparability_key(r), []).append(label(Path(p)))
+        groups.setdefault(comparability_key(r), []).append(label(Path(p)))
     if len(groups) > 1:
         lines = [f"  {_describe(k)}: {len(v)} record(s), e.g. {v[0]}" for k, v in groups.items()]
         raise IncomparableResultsError(
@@ -209,14 +210,15 @@ def render(table: pd.DataFrame, fmt: str = "md", metrics: list[str] | None = Non
     ]
     for _, r in table.iterrows():
         cells = [str(r["rank"]), r["model"], *[r[c] for c in source], *[_fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics],
-                 str(r["n_seeds"]), f"{int(r['n_parameters']):,}", _gap(r.get("gap_vs_next", ""), r.get("gap_p_value"))]
+                 str(r["n_seeds"]), f"{int(r['n_parameters']):,}", gap_text(r.get("gap_vs_next", ""), r.get("gap_p_value"))]
         lines.append("| " + " | ".join(cells) + " |")
     if "gap_test" in table.attrs:
         lines += ["", table.attrs["gap_test"] + "."]
     return "\n".join(lines) + "\n"
 
 
-def _gap(verdict: str, p: float | None) -> str:
+def gap_text(verdict: str, p: float | None) -> str:
+    """The "gap vs next" cell: the Welch verdict with its p-value, or the verdict alone."""
     if verdict in ("yes", "no") and p is not None and math.isfinite(p):
         return f"{verdict} (p = {p:.3f})" if p >= 0.001 else f"{verdict} (p < 0.001)"
     return verdict or "–"
