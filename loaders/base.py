@@ -24,7 +24,7 @@ import xarray as xr
 import zarr
 
 from neuroharness import __version__
-from neuroharness.errors import DataFormatError, NeuroharnessError
+from neuroharness.errors import DataFormatError, DownloadError, NeuroharnessError
 from neuroharness.progress import progress_bar, status
 
 from . import cache, fetch, io
@@ -121,14 +121,22 @@ class DatasetLoader:
         interrupted run leaves nothing and can be rerun.
         """
         only = self._selection(only)
+        self._check_source(source)
         path = self.store_path()
-        with cache.lock(f"{self.name}-{self.version}"):
-            if path.exists() and not force:
+        # a store that is already there is reused without the lock, so a read-only cache still serves it
+        if path.exists() and not force:
+            self._check_reuse(path, source, only)
+            return path
+        with cache.writable(), cache.lock(f"{self.name}-{self.version}"):
+            if path.exists() and not force:  # built by another process while this one waited for the lock
                 self._check_reuse(path, source, only)
                 return path
             cache.remove_stale_temps(path)
             status(f"[{self.name}] fetching raw files")
-            files, origin = self.fetch(source, only=only)
+            try:
+                files, origin = self.fetch(source, only=only)
+            except DownloadError as e:
+                raise DownloadError(f"{self.name}: {e}\nTo work offline: {self.card.offline}") from None
             status(f"[{self.name}] homogenizing {len(files)} raw files")
             tmp = io.temp_sibling(path)
             try:
@@ -157,6 +165,14 @@ class DatasetLoader:
                 raise
             status(f"[{self.name}] wrote {path}")
             return path
+
+    def _check_source(self, source) -> None:
+        """A local ``source`` that does not exist is an error before anything else (URLs are checked by fetching)."""
+        if source is None or str(source).startswith(("http://", "https://", "s3://", "hf://")):
+            return
+        if not Path(source).expanduser().exists():
+            raise DataFormatError(f"--source {source}: no such file or directory; expected a local copy of "
+                                  f"{self.name}: {self.card.offline}")
 
     def _check_reuse(self, path: Path, source, only: list[str] | None) -> None:
         recorded = zarr.open_group(str(path), mode="r").attrs

@@ -11,21 +11,55 @@ directory ``~/.cache/neuroharness`` on Linux)::
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
 import filelock
 import platformdirs
 
+from neuroharness.errors import CacheError
+
 from .io import remove
+
+# errors that mean "this place cannot be written", as opposed to a missing or malformed input
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST}
 
 
 def home() -> Path:
     """The cache root: ``$NEUROHARNESS_HOME`` or the platform's user cache dir."""
     env = os.environ.get("NEUROHARNESS_HOME")
     root = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("neuroharness"))
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cache_error(root, e) from None
     return root
+
+
+def _cache_error(root: Path, e: OSError) -> CacheError:
+    where = f"{e.filename}" if e.filename else str(root)
+    return CacheError(f"the cache {root} cannot be written ({where}: {e.strerror or e}); set NEUROHARNESS_HOME "
+                      "to a writable folder (stores already prepared there are still read without writing)")
+
+
+@contextlib.contextmanager
+def writable():
+    """Turn an error writing inside the cache into a :class:`CacheError` that names the place and the remedy.
+
+    Errors about other paths (a ``--source`` file that cannot be read) pass through unchanged.
+    """
+    root = home()
+    try:
+        yield
+    except OSError as e:
+        inside = False
+        if e.errno in _NOT_WRITABLE and e.filename:
+            with contextlib.suppress(ValueError, OSError):
+                inside = Path(os.path.abspath(e.filename)).is_relative_to(os.path.abspath(root))
+        if inside:
+            raise _cache_error(root, e) from None
+        raise
 
 
 def store_path(name: str, version: str) -> Path:

@@ -27,7 +27,9 @@ class DatasetCard:
 
     ``loader`` is the import string of its :class:`~neuroharness.loaders.base.DatasetLoader`
     subclass; ``parts`` names what ``prepare(only=...)`` selects (e.g. ``"graph"``),
-    or ``""`` for a dataset that is prepared whole.
+    or ``""`` for a dataset that is prepared whole. ``offline`` tells a user whose
+    machine cannot reach the source how to prepare it anyway (``--source``, mirror
+    variables, fixture generators); download errors end with it.
     """
 
     name: str
@@ -39,9 +41,10 @@ class DatasetCard:
     homepage: str = ""
     parts: str = ""
     loader: str = field(kw_only=True)
+    offline: str = field(kw_only=True)
 
     def __post_init__(self):
-        for key in ("name", "version", "title", "description", "license", "citation", "loader"):
+        for key in ("name", "version", "title", "description", "license", "citation", "loader", "offline"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
                 raise DatasetCardError(f"dataset card {self.name!r}: field {key!r} is {value!r}, expected a non-empty string")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable
 
 from neuroharness.errors import ChecksumError, DownloadError
-from neuroharness.progress import progress_bar
+from neuroharness.progress import progress_bar, status
 
 CHUNK = 1 << 20
 
@@ -107,12 +107,18 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
     """
     dest = Path(dest)
     urls = [urls] if isinstance(urls, str) else list(urls)
+    errors, bad_checksums = [], []
     if dest.exists():
-        verify(dest, sha256, md5=md5, size=size)
-        return dest
+        _, bad = _mismatch(dest, sha256, md5, size)
+        if not bad:
+            return dest
+        # a cached file damaged after it was verified (truncated copy, disk error): fetch it again instead of
+        # failing the same check on every run
+        status(f"{dest}: {bad}; removing it and downloading it again")
+        dest.unlink()
+        errors.append(f"the cached {dest} was damaged ({bad}) and has been removed")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    errors, bad_checksums = [], []
     for url in urls:
         for attempt in range(retries):
             if size is not None and part.exists() and part.stat().st_size > int(size):
@@ -141,4 +147,12 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
             time.sleep(min(2**attempt, 5) * 0.1)
     if bad_checksums:
         raise ChecksumError("; ".join(bad_checksums + errors))
-    raise DownloadError(f"could not download {dest.name}: " + "; ".join(errors))
+    raise DownloadError(f"could not download {dest.name}: " + "; ".join(dedupe(errors)))
+
+
+def dedupe(errors: list[str]) -> list[str]:
+    """Repeated retry errors once each, with a count (``... (3 times)``)."""
+    counts: dict[str, int] = {}
+    for e in errors:
+        counts[e] = counts.get(e, 0) + 1
+    return [e if n == 1 else f"{e} ({n} times)" for e, n in counts.items()]

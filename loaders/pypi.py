@@ -14,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,16 +50,21 @@ class WheelSource:
         Returns ``(paths, origin)`` where ``origin`` says where they came from.
         """
         members = list(self.files) if members is None else members
+        cached = cache.downloads_dir() / self.wheel_name
         if source is not None and str(source).startswith(("http://", "https://")):
-            # a mirror of the same wheel: the pinned wheel sha256 still applies
-            wheel = fetch.download([str(source)], cache.downloads_dir() / self.wheel_name, self.sha256)
-            paths, origin = self._extract(wheel, members), str(source)
+            # a mirror of the same wheel: the pinned wheel sha256 still applies, so a verified cached copy is
+            # byte-identical to what the URL serves; the origin still says which bytes were read
+            reused = cached.exists()
+            wheel = fetch.download([str(source)], cached, self.sha256)
+            paths = self._extract(wheel, members, reuse=False)
+            origin = f"{source} (cached copy {wheel}, sha256 {self.sha256})" if reused else str(source)
         elif source is not None:
             source = Path(source)
             if not source.exists():
                 raise DataFormatError(f"{source}: source path does not exist; expected the {self.wheel_name} wheel or a directory holding its files")
             if source.is_file():
-                paths, origin = self._extract(source, members), f"local wheel {source}"
+                # an explicit wheel is always read, never replaced by files extracted earlier from another copy
+                paths, origin = self._extract(source, members, reuse=False), f"local wheel {source}"
             else:
                 paths, origin = self._from_dir(source, members), f"local directory {source}"
         else:
@@ -66,7 +72,7 @@ class WheelSource:
             if installed is not None:
                 paths, origin = self._from_dir(installed, members), f"installed {self.package}=={self.version} at {installed}"
             else:
-                wheel = fetch.download(self.urls, cache.downloads_dir() / self.wheel_name, self.sha256)
+                wheel = fetch.download(self.urls, cached, self.sha256)
                 paths, origin = self._extract(wheel, members), self.urls[0]
         for m, p in paths.items():
             if m in self.files:
@@ -103,21 +109,32 @@ class WheelSource:
             )
         return out
 
-    def _extract(self, wheel: Path, members: list[str]) -> dict[str, Path]:
+    def _extract(self, wheel: Path, members: list[str], reuse: bool = True) -> dict[str, Path]:
+        """Extract ``members`` of ``wheel`` into the raw cache; ``reuse``: keep files already there whose
+        sha256 is the pinned one (the default route, where the wheel itself was verified)."""
         dest_root = cache.home() / "raw" / f"{self.package}-{self.version}"
+        if dest_root.is_dir():  # temp files of an extraction that was killed (callers hold the dataset's lock)
+            for stale in dest_root.rglob(".*.tmp-*"):
+                io.remove(stale)
         out = {}
         try:
             zf = zipfile.ZipFile(wheel)
-        except zipfile.BadZipFile as e:
-            raise DataFormatError(f"{wheel}: not a readable wheel (zip) file: {e}") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise DataFormatError(f"{wheel}: not a readable wheel (zip) file: {e}; expected {self.describe()}") from None
         with zf:
             names = set(zf.namelist())
             for m in members:
                 if m not in names:
-                    raise DataFormatError(f"{wheel}: wheel has no member {m!r}")
+                    raise DataFormatError(f"{wheel}: wheel has no member {m!r}; expected {self.describe()}")
                 dest = dest_root / io.safe_member(m, wheel, "relative paths inside the wheel")
-                if not dest.exists() or fetch.sha256_file(dest) != self.files.get(m, ""):
+                if reuse and dest.exists() and fetch.sha256_file(dest) == self.files.get(m, ""):
+                    out[m] = dest
+                    continue
+                try:
                     with zf.open(m) as src:
                         io.copy_stream_atomic(src, dest, fetch.CHUNK)
+                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+                    raise DataFormatError(f"{wheel}: member {m!r} cannot be read ({e}); the wheel is damaged: "
+                                          f"download {self.describe()} again") from None
                 out[m] = dest
         return out

@@ -132,13 +132,38 @@ def _seeds(card, given: list[int] | None) -> list[int]:
     return list(given)
 
 
+def _check_parents(p: Path, flag: str, folder: bool = False) -> None:
+    """Refuse an output path below an existing file, or whose nearest existing folder cannot be written,
+    before any work is done (missing folders are created when the output is written). ``folder``: ``p``
+    itself is an output folder."""
+    import os
+
+    for parent in ([p.absolute()] if folder else []) + list(p.absolute().parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {p}: {parent} is a file, not a folder; choose another path")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{flag} {p}: the folder {parent} cannot be written; choose another path")
+            return
+
+
 def _output_file(path: str, flag: str, suffixes: tuple[str, ...] | None = None) -> Path:
-    """An output file path: not an existing folder, with one of ``suffixes``."""
+    """An output file path: not an existing folder, with one of ``suffixes``, in a folder that can be made."""
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{flag} {p}: is a folder; expected a file name")
     if suffixes and p.suffix not in suffixes:
         raise UsageError(f"{flag} {p}: unsupported format {p.suffix or '(no suffix)'!r}; use {' or '.join(suffixes)}")
+    _check_parents(p, flag)
+    return p
+
+
+def _output_dir(path: str, flag: str, what: str) -> Path:
+    """An output folder: not an existing file, below folders that can be made and written."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{flag} {p}: is a file; expected a folder for {what} (it is created if missing)")
+    _check_parents(p, flag, folder=True)
     return p
 
 
@@ -295,9 +320,7 @@ def cmd_run(args) -> int:
     options = _task_options(card, args)
     models = _models(card, args.model)
     seeds = _seeds(card, args.seeds)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; expected a folder for the records (it is created if missing)")
+    out = _output_dir(args.out, "--out", "the records")
     hyperparameters = _hyperparameters(args)
     _check_hyperparameters(card, models, hyperparameters)
     from neuroharness.tasks.plugins import build, resolve
@@ -376,8 +399,7 @@ def _submission_args(card, args) -> Path | None:
     if args.split != "test":
         raise UsageError(f"--out {out}: records are made on the test split only; --split {args.split} scores "
                          "without writing a record (--json-out FILE saves the metrics)")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; expected a folder for the record (it is created if missing)")
+    _output_dir(args.out, "--out", "the record")
     name = args.model_name
     if len(name) > 100 or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", name):
         raise UsageError(f"--model-name {name!r}: expected {_SUBMISSION_NAME}")
@@ -419,8 +441,10 @@ def cmd_evaluate(args) -> int:
 
         print(f"record: {write_record(record, record_dir)}", file=sys.stderr)
     if json_out is not None:
+        from neuroharness.loaders.io import write_text_atomic
+
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text + "\n")
+        write_text_atomic(json_out, text + "\n")
     return 0
 
 
@@ -438,8 +462,8 @@ def cmd_leaderboard(args) -> int:
     if args.only_results and not args.results:
         raise UsageError("--only-results shows the records of --results DIR alone; give --results DIR")
     results = _existing(args.results, "--results: the folder of records") if args.results else None
-    if args.html and Path(args.html).exists() and not Path(args.html).is_dir():
-        raise UsageError(f"--html {args.html}: is a file; expected a folder for the site")
+    if args.html:
+        _output_dir(args.html, "--html", "the site")
     from neuroharness.errors import DataFormatError
     from neuroharness.leaderboards import official_dir, table
     from neuroharness.leaderboards.records import read_records

@@ -35,6 +35,10 @@ class ChecksumError(NeuroharnessError):
     """A downloaded or local file whose sha256 differs from the pinned one."""
 
 
+class CacheError(NeuroharnessError):
+    """The cache (``$NEUROHARNESS_HOME``) cannot be created or written."""
+
+
 class DownloadError(NeuroharnessError):
     """A download that failed after retries."""
 

@@ -356,7 +356,8 @@ class TinyLoader(DatasetLoader):
     """A self-contained loader (not registered) exercising the base-class write path."""
 
     card = DatasetCard(name="test-tiny", version="1.0", title="tiny test dataset", description="five numbers",
-                       license="CC0", citation="none", loader="tests:TinyLoader")
+                       license="CC0", citation="none", loader="tests:TinyLoader",
+                       offline="a local file")
 
     def __init__(self, raw: Path):
         self.raw = raw

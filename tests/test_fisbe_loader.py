@@ -283,7 +283,7 @@ def test_zip_path_traversal_rejected(tmp_path, home):
 
 
 def test_missing_source(tmp_path, home):
-    with pytest.raises(DataFormatError, match=r"FISBe source .*nope does not exist"):
+    with pytest.raises(DataFormatError, match=r"--source .*nope: no such file or directory; expected a local copy of fisbe: "):
         get_loader("fisbe").prepare(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataFormatError, match=r"FISBe source .*empty: no samples found"):

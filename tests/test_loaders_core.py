@@ -43,7 +43,7 @@ def home(tmp_path, monkeypatch):
 
 def card(**kw) -> DatasetCard:
     fields = dict(name="test-x", version="1.0", title="t", description="d", license="CC0", citation="c",
-                  loader="tests:X")
+                  loader="tests:X", offline="pass --source")
     return DatasetCard(**{**fields, **kw})
 
 
@@ -71,7 +71,8 @@ def test_listing_and_cards_import_nothing_heavy(flags, tmp_path):
 def test_card_validation_and_to_dict():
     c = card(description="two\n    lines")
     assert c.to_dict() == {"name": "test-x", "version": "1.0", "title": "t", "description": "two lines", "license": "CC0",
-                           "citation": "c", "homepage": "", "parts": "", "loader": "tests:X"}
+                           "citation": "c", "homepage": "", "parts": "", "loader": "tests:X",
+                           "offline": "pass --source"}
     with pytest.raises(DatasetCardError, match=r"dataset card 'test-x': field 'citation' is '  ', expected a non-empty string"):
         card(citation="  ")
     with pytest.raises(DatasetCardError, match=r"field 'loader' is 'tests.X', expected an import string 'package.module:Class'"):
@@ -80,6 +81,10 @@ def test_card_validation_and_to_dict():
         card(name="Bad Name")
     with pytest.raises(TypeError):
         DatasetCard("n", "1", "t", "d", "l", "c")  # loader is required (keyword)
+    with pytest.raises(TypeError):  # so is the text download errors end with
+        DatasetCard("n", "1", "t", "d", "l", "c", loader="tests:X")
+    with pytest.raises(DatasetCardError, match=r"field 'offline' is ''"):
+        card(offline="")
 
 
 def test_each_loader_reads_its_facts_from_its_card():

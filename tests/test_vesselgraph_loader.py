@@ -224,7 +224,7 @@ def test_zip_traversal_and_lone_nodes_file_rejected(tmp_path, home):
 
 
 def test_missing_source(tmp_path, home):
-    with pytest.raises(DataFormatError, match=r"VesselGraph source .*nope does not exist"):
+    with pytest.raises(DataFormatError, match=r"--source .*nope: no such file or directory; expected a local copy of vesselgraph: "):
         get_loader("vesselgraph").prepare(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataFormatError, match=r"VesselGraph source .*empty: no graphs found"):

@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from neuroharness.errors import ChecksumError, DataFormatError
+from neuroharness.errors import ChecksumError, DataFormatError, DownloadError
 from neuroharness.progress import progress_bar
 
 from .. import cache, fetch, io
@@ -66,13 +66,18 @@ def download_hf(revision: str | None = None) -> tuple[dict[str, Path], str]:
     endpoint = os.environ.get("HF_ENDPOINT")
     files, commit = {}, None
     for name in activity_parquet.HF_FILES:
-        meta = get_hf_file_metadata(hf_hub_url(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision,
-                                               endpoint=endpoint), endpoint=endpoint)
-        if meta.commit_hash and revision != meta.commit_hash:
-            revision = meta.commit_hash  # every file from the same commit, even if the branch moves meanwhile
-        # HF_ENDPOINT is read per call (huggingface_hub reads it once, at import) so mirrors can be set late
-        path = Path(hf_hub_download(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision,
-                                    cache_dir=str(cache.home() / "huggingface"), endpoint=endpoint))
+        url = hf_hub_url(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision, endpoint=endpoint)
+        try:
+            meta = get_hf_file_metadata(url, endpoint=endpoint)
+            if meta.commit_hash and revision != meta.commit_hash:
+                revision = meta.commit_hash  # every file from the same commit, even if the branch moves meanwhile
+            # HF_ENDPOINT is read per call (huggingface_hub reads it once, at import) so mirrors can be set late
+            path = Path(hf_hub_download(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision,
+                                        cache_dir=str(cache.home() / "huggingface"), endpoint=endpoint))
+        except Exception as e:  # noqa: BLE001 -- narrowed to network errors by _network_error
+            if not _network_error(e):
+                raise
+            raise DownloadError(f"could not download {url}: {type(e).__name__}: {_first_line(e)}") from None
         m = re.search(r"/snapshots/([0-9a-f]{40})/", str(path))
         commit = m.group(1) if m else commit
         etag = (meta.etag or "").strip('"').lower()
@@ -82,6 +87,22 @@ def download_hf(revision: str | None = None) -> tuple[dict[str, Path], str]:
                 raise ChecksumError(f"{path}: sha256 is {got}, but the hub's ETag for {name} at {revision} is {etag}")
         files[name] = path
     return files, f"huggingface datasets/{activity_parquet.HF_REPO}@{commit or revision}"
+
+
+def _network_error(e: BaseException) -> bool:
+    """True for what the Hub client raises when a host cannot be reached or answers with an error."""
+    from huggingface_hub import errors as hf_errors
+
+    if isinstance(e, OSError) and e.filename is not None:
+        return False  # a local file (e.g. the cache cannot be written): reported as such by the caller
+    module = type(e).__module__.split(".")[0]
+    return (isinstance(e, (OSError, TimeoutError, hf_errors.HfHubHTTPError))
+            or module in {"httpx", "httpx2", "httpcore", "requests", "urllib3", "huggingface_hub"})
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else repr(e)
 
 
 def local_parquet(source: Path) -> dict[str, Path]:

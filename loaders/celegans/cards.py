@@ -34,6 +34,7 @@ CONNECTOME = DatasetCard(
     ),
     homepage="https://github.com/openworm/ConnectomeToolbox",
     loader="neuroharness.loaders.celegans.connectome:CelegansConnectome",
+    offline=("the annotations ship in the cect 0.3.5 wheel on PyPI: install it (pip install --no-deps cect==0.3.5; it is read in place) or pass --source with the wheel file or a folder of its data files. A consensus connectome CSV works too: python scripts/make_celegans_consensus_fixture.py --out DIR writes synthetic ones in the published layout, then --source DIR/<file>.csv"),
 )
 
 FUNATLAS = DatasetCard(
@@ -50,6 +51,7 @@ FUNATLAS = DatasetCard(
               "Nature 623:406-414, doi:10.1038/s41586-023-06683-4"),
     homepage="https://github.com/leiferlab/wormneuroatlas",
     loader="neuroharness.loaders.celegans.funatlas:CelegansFunatlas",
+    offline=("the atlas ships in the wormneuroatlas 0.0.7.3 wheel on PyPI: install it (pip install --no-deps wormneuroatlas==0.0.7.3; it is read in place) or pass --source with the wheel, a folder of its data files, or its funatlas.h5"),
 )
 
 ACTIVITY = DatasetCard(
@@ -67,6 +69,7 @@ ACTIVITY = DatasetCard(
               "Flavell/Atanas 2023, Venkatachalam 2024)"),
     homepage="https://huggingface.co/datasets/qsimeon/celegans_neural_data",
     loader="neuroharness.loaders.celegans.activity:CelegansActivity",
+    offline=("pass --source with a folder holding the collection's parquet files, or set $HF_ENDPOINT to a HuggingFace Hub mirror; python scripts/make_celegans_activity_fixture.py --out DIR writes synthetic worms in the same layout (then --source DIR)"),
 )
 
 CARDS = (CONNECTOME, FUNATLAS, ACTIVITY)

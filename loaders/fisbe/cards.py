@@ -18,6 +18,7 @@ FISBE = DatasetCard(
               "structures. CVPR 2024, arXiv:2404.00130; data: Zenodo doi:10.5281/zenodo.10875063"),
     homepage="https://kainmueller-lab.github.io/fisbe",
     loader="neuroharness.loaders.fisbe.loader:FisbeLoader",
+    offline=("pass --source with a local copy of the release (folder or zip), or set $NEUROHARNESS_FISBE_URL to a mirror of the Zenodo record; python scripts/make_fisbe_fixture.py DIR writes synthetic volumes in the release layout (then --source DIR)"),
 )
 
 CARDS = (FISBE,)

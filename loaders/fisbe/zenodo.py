@@ -71,7 +71,7 @@ def _get_json(url: str, retries: int = 3, timeout: float = 60) -> dict:
         except json.JSONDecodeError as e:
             raise DownloadError(f"{url}: the Zenodo record is not valid JSON ({e})") from e
         time.sleep(min(2**attempt, 5) * 0.1)
-    raise DownloadError(f"could not read the Zenodo record {url}: " + "; ".join(errors))
+    raise DownloadError(f"could not read the Zenodo record {url}: " + "; ".join(fetch.dedupe(errors)))
 
 
 def record_files(record: dict, base: str) -> list[RecordFile]:

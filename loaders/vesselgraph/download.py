@@ -68,7 +68,7 @@ def download_archive(entry: GraphEntry, folder: Path, base: str | None = None) -
             errors.append(str(e))
             continue
         except DownloadError as e:
-            errors.append(str(e))
+            errors.append(str(e).removeprefix(f"could not download {dest.name}: "))
             continue
         if not zipfile.is_zipfile(dest):
             head = dest.read_bytes()[:60]

@@ -254,7 +254,11 @@ class VesselGraphLinkPrediction(Task):
         graph = options["graph"]
         checksum = part_sha256(graph)
         path = split_cache_path(graph, checksum)
-        with cache.lock(f"{TASK}-{graph}"):
+        # a finished split is read without the lock (save_split writes atomically), so a read-only cache serves it
+        split = load_split(path) if path.exists() else None
+        if split is not None and (split.graph, split.checksum) == (graph, checksum):
+            return split
+        with cache.writable(), cache.lock(f"{TASK}-{graph}"):
             split = load_split(path) if path.exists() else None
             if split is None or (split.graph, split.checksum) != (graph, checksum):
                 from neuroharness.loaders.vesselgraph import open_graph
