@@ -176,6 +176,10 @@ class DatasetLoader:
 
     def _check_reuse(self, path: Path, source, only: list[str] | None) -> None:
         recorded = zarr.open_group(str(path), mode="r").attrs
+        if source is None and recorded.get("source_argument"):
+            # say so: a store made from a fixture or a local copy stands in for the default source
+            status(f"[{self.name}] using {path}, built from --source {recorded['source_argument']}; "
+                   "--force rebuilds it from the default source")
         if source is not None and recorded.get("source_argument") != str(source):
             raise NeuroharnessError(
                 f"{path} was built from {recorded.get('source_argument') or 'the default source'}, not {source}; "

@@ -197,7 +197,7 @@ def cmd_datasets_info(args) -> int:
 
     for card in cards:
         info = card.to_dict()
-        for key in ("name", "version", "title", "description", "license", "citation", "homepage"):
+        for key in ("name", "version", "title", "description", "license", "citation", "homepage", "offline"):
             print(_fill(key, info[key], 12))
         loader = get_loader(card.name)
         path = loader.store_path()
