@@ -103,10 +103,13 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
 
     A rerun resumes: a seed whose record is already in ``out_dir``, valid and made
     with the same task version, dataset checksums, split and hyperparameters is kept,
-    not recomputed, unless ``force``.
+    not recomputed, unless ``force``. Temporary files of its records that a killed
+    run left (``.<record>.tmp-*``) are deleted.
     """
+    from neuroharness.loaders.io import remove_abandoned_temps
     from neuroharness.tasks import get_task
 
+    started = time.time()  # temporary record files older than this were abandoned by a killed run
     task = get_task(task_name)
     built = task.build_model(model_name, hyperparameters)  # fail on a bad name or a failing factory before any work
     options = task.resolve_options(options)
@@ -127,6 +130,7 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
             if why is None:
                 status(f"[{task_name}] {model_name} seed {seed}: kept {existing[seed]} (finished before; --force reruns it)")
                 paths.append(existing[seed])
+                remove_abandoned_temps(existing[seed], started)
                 continue
             status(f"[{task_name}] {model_name} seed {seed}: rerunning, {existing[seed].name} was {why}")
         t0 = time.perf_counter()
@@ -134,6 +138,7 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
         wall = time.perf_counter() - t0
         record = make_record(task, model_name, seed, options, result, wall, env)
         paths.append(write_record(record, out_dir))
+        remove_abandoned_temps(paths[-1], started)
         status(f"[{task_name}] {model_name} seed {seed}: {task.card.main_metric} = "
                f"{result.metrics['main_score']:.4f} ({wall:.1f} s)")
     return paths

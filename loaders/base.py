@@ -126,10 +126,12 @@ class DatasetLoader:
         # a store that is already there is reused without the lock, so a read-only cache still serves it
         if path.exists() and not force:
             self._check_reuse(path, source, only)
+            self._clean_after_kill(path)
             return path
         with cache.writable(), cache.lock(f"{self.name}-{self.version}"):
             if path.exists() and not force:  # built by another process while this one waited for the lock
                 self._check_reuse(path, source, only)
+                cache.remove_stale_temps(path)
                 return path
             cache.remove_stale_temps(path)
             status(f"[{self.name}] fetching raw files")
@@ -165,6 +167,20 @@ class DatasetLoader:
                 raise
             status(f"[{self.name}] wrote {path}")
             return path
+
+    def _clean_after_kill(self, path: Path) -> None:
+        """Remove the temp store of a killed ``--force`` rebuild (as large as the store) when no build runs now.
+
+        Only with the lock, taken without waiting: a temp store that a running build is writing must stay,
+        and a read-only cache (the lock cannot be made) is left as it is.
+        """
+        if not any(path.parent.glob(f".{path.name}.tmp-*")):
+            return
+        try:
+            with cache.lock(f"{self.name}-{self.version}", timeout=0):
+                cache.remove_stale_temps(path)
+        except OSError:  # filelock.Timeout is an OSError too
+            pass
 
     def _check_source(self, source) -> None:
         """A local ``source`` that does not exist is an error before anything else (URLs are checked by fetching)."""

@@ -4,7 +4,8 @@
   :func:`write_text_atomic`: nothing half-written is ever visible. A file is
   written to a temporary sibling (same directory, so the rename is atomic)
   and moved into place with :func:`os.replace`; on error the sibling is removed.
-  :func:`replace_dir` swaps a finished directory (a store) into place.
+  :func:`replace_dir` swaps a finished directory (a store) into place;
+  :func:`remove_abandoned_temps` deletes what a killed writer left.
   (Downloads keep their own ``.part`` file in :mod:`.fetch`: it is resumed, not removed, on error.)
 - :func:`create_array`: a Zarr v2 array with ``_ARRAY_DIMENSIONS`` and the CF
   ``units`` / ``long_name`` attributes every store variable carries.
@@ -16,6 +17,7 @@ functions that need them), so the light parts of the package can use it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import uuid
@@ -31,6 +33,29 @@ def temp_sibling(path: os.PathLike | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def remove_abandoned_temps(path: os.PathLike | str, before: float) -> list[Path]:
+    """Delete the temporary siblings of ``path`` (:func:`temp_sibling` names) last modified before ``before``
+    (a :func:`time.time` value, e.g. when the caller started); return what was deleted.
+
+    For small files written through :func:`atomic_path` without a lock (records): such a write renames
+    its temporary file moments after creating it, so one that already existed when the caller started
+    was left by a killed process, while a concurrent writer's newer one is left alone. Not for stores,
+    whose temporary folder is written for minutes: those are cleaned under the store's lock.
+    """
+    path = Path(path)
+    gone = []
+    if path.parent.is_dir():
+        for p in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+            try:
+                if p.lstat().st_mtime >= before:
+                    continue
+            except FileNotFoundError:  # renamed into place or removed meanwhile
+                continue
+            remove(p)
+            gone.append(p)
+    return gone
 
 
 def remove(path: Path) -> None:

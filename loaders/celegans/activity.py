@@ -65,6 +65,12 @@ def download_hf(revision: str | None = None) -> tuple[dict[str, Path], str]:
     revision = revision or hf_revision()
     endpoint = os.environ.get("HF_ENDPOINT")
     files, commit = {}, None
+    # huggingface_hub cannot resume another process's partial download; drop those a killed run left (the
+    # caller holds this dataset's lock, and only this loader uses this cache folder)
+    blobs = cache.home() / "huggingface" / f"datasets--{activity_parquet.HF_REPO.replace('/', '--')}" / "blobs"
+    if blobs.is_dir():
+        for partial in blobs.glob("*.incomplete"):
+            io.remove(partial)
     for name in activity_parquet.HF_FILES:
         url = hf_hub_url(activity_parquet.HF_REPO, name, repo_type="dataset", revision=revision, endpoint=endpoint)
         try:
