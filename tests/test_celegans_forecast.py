@@ -335,8 +335,26 @@ def test_bad_submissions_name_the_file_and_field(store_path, naive_file, tmp_pat
             rf"worm={a['worm'][0]}, start={a['start'][0]}\)", **drop)
     extra = {k: np.concatenate([v, v[:1]]) for k, v in a.items()}
     extra["start"][-1] = 10**6
-    refused("extra.npz", rf"1 row\(s\) are not test windows, e\.g\. \(protocol={a['protocol'][0]}, "
-            rf"worm={a['worm'][0]}, start=1000000\)", **extra)
+    refused("extra.npz", rf"the id fields have {n + 1} rows, more than the {n} test windows of the template .*"
+            "nothing was loaded", **extra)  # from the headers
+    other = {k: v.copy() for k, v in a.items()}
+    other["start"][0] = 10**6
+    refused("other.npz", rf"1 row\(s\) are not test windows, e\.g\. \(protocol={a['protocol'][0]}, "
+            rf"worm={a['worm'][0]}, start=1000000\); expected exactly the {n} windows of the template "
+            r"\(first such row: 0\)", **other)
+    unknown = {k: v.copy() for k, v in a.items()}
+    unknown["worm"] = unknown["worm"].astype("<U40")
+    unknown["worm"][4] = "Nobody2099/worm9"
+    unknown["worm"][7] = "Nobody2099/worm9"
+    unknown["protocol"] = unknown["protocol"].astype("<U10")
+    refused("unknown_worm.npz", r"row 4, column 'worm': 'Nobody2099/worm9' is unknown \(2 row\(s\) with unknown "
+            r"names\); expected one of the \d+ worm ids of the celegans-activity store", **unknown)
+    unknown["protocol"][2] = "later"
+    refused("unknown_protocol.npz", r"row 2, column 'protocol': 'later' is unknown .*expected a split protocol, "
+            r"'worms' or 'time'", **unknown)
+    negative = {k: v.copy() for k, v in a.items()}
+    negative["start"][5] = -3
+    refused("negative.npz", r"row 5, column 'start': value -3 out of range; a sample index in the worm, >= 0", **negative)
     dup = {k: np.concatenate([v[1:], v[1:2]]) for k, v in a.items()}
     refused("dup.npz", r"appears more than once", **dup)
     refused("float_start.npz", r"column 'start' has dtype float64", **{**a, "start": a["start"].astype(float)})
@@ -369,8 +387,10 @@ def test_bad_submissions_name_the_file_and_field(store_path, naive_file, tmp_pat
 
     disguised = tmp_path / "pickle.npz"
     disguised.write_bytes(pickle.dumps({"prediction": Boom()}))
-    with pytest.raises(SubmissionError, match=rf"^{disguised}: not an \.npz \(zip\) archive"):
+    with pytest.raises(SubmissionError, match=rf"^{disguised}: the file is a Python pickle, not an \.npz \(zip\) "
+                       r"archive; pickle is never accepted: pickles are never loaded") as e:
         task.evaluate(disguised)
+    assert "allow_pickle" not in str(e.value)
     with pytest.raises(SubmissionError, match=r"unsupported format '\.pkl'"):
         task.evaluate(_save(tmp_path / "x.pkl", **a))
 
@@ -415,3 +435,48 @@ def test_size_limit_is_checked_before_loading(store_path, naive_file, monkeypatc
     monkeypatch.setenv("NEUROHARNESS_MAX_SUBMISSION_BYTES", "1000")
     with pytest.raises(SubmissionError, match=rf"^{naive_file}: .*over the submission size limit of 1,000 bytes"):
         nh.get_task("celegans-forecast").evaluate(naive_file)
+
+
+def _patch_zip(path, offset, fmt, value, local):
+    import struct
+
+    blob = bytearray(path.read_bytes())
+    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
+        at = blob.find(sig)
+        while at >= 0:
+            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
+            at = blob.find(sig, at + 4)
+    path.write_bytes(bytes(blob))
+
+
+def test_damaged_archives_are_submission_errors(store_path, naive_file, tmp_path):
+    """zipfile's RuntimeError (encrypted) and NotImplementedError (compression) escaped the reader before;
+    headers declaring more than the limit, or impossible, are refused before anything is read."""
+    import shutil
+    import zipfile
+
+    task = nh.get_task("celegans-forecast")
+
+    def refused(path, pattern):
+        with pytest.raises(SubmissionError, match=rf"^{path}: {pattern}"):
+            task.evaluate(path)
+
+    enc = shutil.copy(naive_file, tmp_path / "enc.npz")
+    _patch_zip(enc, 8, "<H", 0x1, local=6)
+    refused(enc, r"member 'protocol\.npy' is encrypted")
+    meth = shutil.copy(naive_file, tmp_path / "meth.npz")
+    _patch_zip(meth, 10, "<H", 9, local=8)
+    refused(meth, r"member 'protocol\.npy' uses zip compression method 9")
+    a = _arrays(naive_file)
+    huge = _save(tmp_path / "huge.npz", **{k: v for k, v in a.items() if k != "prediction"})
+    import io
+
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10, 302)})
+    with zipfile.ZipFile(huge, "a") as zf:
+        zf.writestr("prediction.npy", head.getvalue() + b"\0" * 64)
+    refused(huge, r"its arrays hold 12,080,\d{3},\d{3} bytes, over the submission size limit")
+    escape = shutil.copy(naive_file, tmp_path / "escape.npz")
+    with zipfile.ZipFile(escape, "a") as zf:
+        zf.writestr("../prediction.npy", b"")
+    refused(escape, r"member '\.\./prediction\.npy' is a path outside the archive's folder: the member path escapes")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import zipfile
 
 import numpy as np
@@ -436,3 +437,104 @@ def test_sample_index_read_with_zarr_equals_the_datatree_one(data):
     fast, tree = read_sample_index(data.store_path), sample_index(open_fisbe())
     assert fast.to_dict("records") == tree.to_dict("records")
     assert list(fast.dtypes) == list(tree.dtypes)
+
+
+# -- PredictionFile: judged from headers, never a library exception (issue 13) ----------------------------------
+def _label_npz(path, **extra):
+    np.savez(path, s=np.zeros((4, 8, 8), np.uint16), **extra)
+    return path
+
+
+def _patch_zip(path, offset, fmt, value, local):
+    import struct
+
+    blob = bytearray(path.read_bytes())
+    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
+        at = blob.find(sig)
+        while at >= 0:
+            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
+            at = blob.find(sig, at + 4)
+    path.write_bytes(bytes(blob))
+
+
+def test_prediction_file_encrypted_or_unknown_compression(tmp_path):
+    """zipfile's RuntimeError / NotImplementedError escaped PredictionFile.header before."""
+    from neuroharness.tasks.fisbe.instance_segmentation import PredictionFile
+
+    enc = _label_npz(tmp_path / "enc.npz")
+    _patch_zip(enc, 8, "<H", 0x1, local=6)
+    with pytest.raises(SubmissionError, match=rf"^{enc}: member 's\.npy' is encrypted"):
+        PredictionFile(enc)
+    meth = _label_npz(tmp_path / "meth.npz")
+    _patch_zip(meth, 10, "<H", 97, local=8)
+    with pytest.raises(SubmissionError, match=rf"^{meth}: member 's\.npy' uses zip compression method 97"):
+        PredictionFile(meth)
+
+
+def test_prediction_file_zipped_zarr_paths_and_layout(tmp_path):
+    """A zipped Zarr whose members escape, or whose group is one folder down, was a GroupNotFoundError."""
+    from neuroharness.tasks.fisbe.instance_segmentation import PredictionFile
+
+    folder = tmp_path / "p.zarr"
+    write_predictions(folder, {"s": np.zeros((4, 8, 8), np.uint16)})
+    down = tmp_path / "down.zip"  # the folder zipped, not its contents
+    with zipfile.ZipFile(down, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"p.zarr/{f.relative_to(folder)}")
+    with pytest.raises(SubmissionError, match=rf"^{down}: no Zarr group at the archive's root \(found 'p\.zarr/\.zgroup': "
+                       r"zip the folder's contents, not the folder\)") as e:
+        PredictionFile(down)
+    assert "GroupNotFoundError" not in str(e.value)
+    for name in ("../.zgroup", "/s/.zarray", "s/../../x"):
+        bad = tmp_path / "bad.zip"
+        with zipfile.ZipFile(bad, "w") as zf:
+            for f in sorted(folder.rglob("*")):
+                if f.is_file():
+                    zf.write(f, str(f.relative_to(folder)))
+            zf.writestr(name, b"{}")
+        with pytest.raises(SubmissionError, match=rf"member '{re.escape(name)}' is a path outside the archive's folder: "
+                           r"the member path escapes the archive"):
+            PredictionFile(bad)
+
+
+def test_prediction_file_damaged_zarr_chunk_is_a_submission_error(tmp_path):
+    """Found by fuzzing: a corrupt compressed chunk raised numcodecs' RuntimeError from PredictionFile.load."""
+    from neuroharness.tasks.fisbe.instance_segmentation import PredictionFile
+
+    folder = write_predictions(tmp_path / "p.zarr", {"s": np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)})
+    chunk = next(p for p in (folder / "s").iterdir() if not p.name.startswith("."))
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2 :] = bytes(len(data) - len(data) // 2)
+    chunk.write_bytes(bytes(data))
+    with PredictionFile(folder) as pf, pytest.raises(SubmissionError, match=rf"^{folder}: array 's' is unreadable"):
+        pf.load("s")
+
+
+def test_prediction_file_pickles_objects_and_links(tmp_path):
+    import os
+    import pickle
+
+    from neuroharness.tasks.fisbe.instance_segmentation import PredictionFile
+
+    sentinel = tmp_path / "unpickled"
+
+    class Boom:
+        def __reduce__(self):
+            return (os.mkdir, (str(sentinel),))
+
+    for suffix, what in ((".npz", r"not an \.npz \(zip\) archive"), (".zip", "not a zipped Zarr store"),
+                         (".pkl", r"unsupported format '\.pkl'")):
+        path = tmp_path / f"p{suffix}"
+        path.write_bytes(pickle.dumps({"s": Boom()}))
+        with pytest.raises(SubmissionError, match=rf"^{path}: .*{what}.*pickles are never loaded"):
+            PredictionFile(path)
+    obj = _label_npz(tmp_path / "obj.npz", t=np.array([Boom()], dtype=object))
+    with pytest.raises(SubmissionError, match=r"array 't' \(sample t\) has dtype object \(Python objects, which numpy "
+                       r"stores as a pickle\); pickles are never loaded"):
+        PredictionFile(obj)
+    assert not sentinel.exists()
+    folder = write_predictions(tmp_path / "l.zarr", {"s": np.zeros((4, 8, 8), np.uint16)})
+    (folder / "t").symlink_to(tmp_path)
+    with pytest.raises(SubmissionError, match=r"'t' is a symbolic link; links could point outside the submission"):
+        PredictionFile(folder)

@@ -21,7 +21,7 @@ import copy
 import hashlib
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,9 @@ import pandas as pd
 from neuroharness.errors import NeuroharnessError, SubmissionError
 
 from ..base import Task
-from ..submission import Column, TableSpec, check_table
-
-try:  # the shared size limit and zip-member checks (being added to tasks/submission.py alongside this reader)
-    from ..submission import check_size
-except ImportError:  # pragma: no cover - an older submission module
-    check_size = None
+from ..submission import (
+    NO_PICKLE, Column, TableSpec, check_size, check_table, npz_headers, read_npy_member, refuse_pickle,
+)
 from .cards import FORECAST
 from .windows import RaggedActivity, Segment, windows_of
 
@@ -184,6 +181,17 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 _NO_PICKLE = "pickle is never accepted"
 
 
+def _id_spec(worm_ids) -> TableSpec:
+    """:data:`ID_SPEC` knowing the store's worms and the protocols, so that an unknown worm or protocol is
+    reported as such, with its row, before any window is matched."""
+    protocol, worm, start = ID_SPEC.ids
+    known = tuple(map(str, worm_ids))
+    return replace(ID_SPEC, ids=(
+        replace(protocol, known=SPLITS, range_text=f"a split protocol, {' or '.join(map(repr, SPLITS))}"),
+        replace(worm, known=known, range_text=f"one of the {len(known)} worm ids of the celegans-activity store"),
+        replace(start, low=0, range_text="a sample index in the worm, >= 0")))
+
+
 @dataclass(frozen=True)
 class ForecastSubmission:
     """A checked prediction file: ``prediction`` (n_windows, horizon, neurons) as submitted and
@@ -210,38 +218,12 @@ def write_predictions(path, template: pd.DataFrame, prediction: np.ndarray) -> P
     return path
 
 
-def _npy_header(zf: zipfile.ZipFile, member: str, source: str, field_: str) -> tuple[tuple, np.dtype]:
-    """(shape, dtype) of one array of an .npz from its .npy header, without reading its data."""
-    fmt = np.lib.format
-    try:
-        with zf.open(member) as fh:
-            version = fmt.read_magic(fh)
-            if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(fh)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
-    except Exception as e:  # noqa: BLE001 - a malformed member raises many kinds of errors
-        raise SubmissionError(f"{source}: field {field_!r} is not a readable .npy array ({type(e).__name__}: {e}); "
-                              f"write the file with numpy.savez ({_NO_PICKLE})") from None
-    return tuple(shape), np.dtype(dtype)
-
-
-def _read_member(zf: zipfile.ZipFile, member: str, source: str, field_: str) -> np.ndarray:
-    try:
-        with zf.open(member) as fh:
-            return np.lib.format.read_array(fh, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise SubmissionError(f"{source}: field {field_!r} is unreadable ({type(e).__name__}: {e})") from None
-
-
 def _check_headers(source: str, headers: dict, n_windows: int, n_neurons: int) -> None:
     """Dtypes and shapes of the four fields, from their headers: nothing is loaded before this passes."""
     for f in FIELDS:
         shape, dtype = headers[f]
         if dtype.hasobject:
-            raise SubmissionError(f"{source}: field {f!r} is an object array ({_NO_PICKLE}); store "
+            raise SubmissionError(f"{source}: field {f!r} is an object array ({_NO_PICKLE}); {NO_PICKLE}: store "
                                   + ("strings as a fixed-width unicode array (numpy dtype '<U...')" if f in ID_FIELDS[:2]
                                      else "numbers with a numeric dtype"))
     for f in ID_FIELDS:
@@ -251,6 +233,10 @@ def _check_headers(source: str, headers: dict, n_windows: int, n_neurons: int) -
     lengths = {f: headers[f][0][0] for f in ID_FIELDS}
     if len(set(lengths.values())) > 1:
         raise SubmissionError(f"{source}: fields {', '.join(ID_FIELDS)} differ in length: {lengths}")
+    if lengths["protocol"] > n_windows:
+        raise SubmissionError(f"{source}: the id fields have {lengths['protocol']} rows, more than the {n_windows} "
+                              "test windows of the template (windows are duplicated, name unknown worms, or are not "
+                              "test windows); nothing was loaded")
     shape, dtype = headers["prediction"]
     want = f"(n_windows, {max(HORIZONS)}, {n_neurons}): n_windows = {n_windows} test windows of the template, " \
            f"horizon {max(HORIZONS)}, the store's {n_neurons} neurons"
@@ -271,38 +257,36 @@ def _open_arrays(predictions, n_windows: int, n_neurons: int) -> tuple[str, dict
         missing = [f for f in FIELDS if f not in predictions]
         if missing:
             raise SubmissionError(f"{source}: missing field(s) {missing}; expected {list(FIELDS)}")
-        arrays = {f: np.asarray(predictions[f]) for f in FIELDS}
+        try:
+            arrays = {f: np.asarray(predictions[f]) for f in FIELDS}
+        except (ValueError, TypeError) as e:  # ragged lists
+            raise SubmissionError(f"{source}: a field is not an array ({e})") from None
         _check_headers(source, {f: (a.shape, a.dtype) for f, a in arrays.items()}, n_windows, n_neurons)
         return source, {f: arrays[f] for f in ID_FIELDS}, lambda: arrays["prediction"]
     path = Path(predictions)
     source = str(path)
     if not path.exists():
         raise SubmissionError(f"{source}: file not found")
-    if path.suffix.lower() != ".npz":
+    refuse_pickle(path)
+    if path.suffix.lower() != ".npz" or path.is_dir():
         raise SubmissionError(f"{source}: unsupported format {path.suffix!r}; task celegans-forecast takes an .npz "
-                              f"with fields {', '.join(FIELDS)} ({_NO_PICKLE})")
-    if check_size is not None:
-        check_size(path)  # size limit, member names; from the headers and the zip directory, nothing loaded
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise SubmissionError(f"{source}: not an .npz (zip) archive ({e}); write it with numpy.savez "
-                              f"({_NO_PICKLE})") from None
-    with zf:
-        members = {(n[:-4] if n.endswith(".npy") else n): n for n in zf.namelist()}
+                              f"file with fields {', '.join(FIELDS)} ({_NO_PICKLE})")
+    check_size(path)  # size on disk, member paths, every npy header and their declared sizes: nothing loaded
+    with zipfile.ZipFile(path) as zf:
+        members = npz_headers(path, zf, None, "field")
         missing = [f for f in FIELDS if f not in members]
         extra = sorted(set(members) - set(FIELDS))
         if missing or extra:
             raise SubmissionError(f"{source}: " + "; ".join(
                 ([f"missing field(s) {missing}"] if missing else []) + ([f"unexpected field(s) {extra}"] if extra else []))
                 + f"; expected exactly {list(FIELDS)}")
-        headers = {f: _npy_header(zf, members[f], source, f) for f in FIELDS}
+        headers = {f: members[f][1:] for f in FIELDS}
         _check_headers(source, headers, n_windows, n_neurons)
-        ids = {f: _read_member(zf, members[f], source, f) for f in ID_FIELDS}
+        ids = {f: read_npy_member(path, zf, members[f][0].filename, f, "field") for f in ID_FIELDS}
 
     def load():
         with zipfile.ZipFile(path) as z:
-            return _read_member(z, members["prediction"], source, "prediction")
+            return read_npy_member(path, z, members["prediction"][0].filename, "prediction", "field")
 
     return source, ids, load
 
@@ -313,7 +297,7 @@ def read_predictions(predictions, template: pd.DataFrame, labeled: np.ndarray, w
     source, ids, load = _open_arrays(predictions, len(template), labeled.shape[1])
     table = pd.DataFrame(ids)
     try:
-        check_table(table, ID_SPEC, template, split)
+        check_table(table, _id_spec(worm_ids), template, split)
     except SubmissionError as e:  # the checker names an in-memory table "predictions": name the file instead
         msg = str(e)
         raise SubmissionError(source + msg[len("predictions"):] if msg.startswith("predictions:") else msg) from None

@@ -14,7 +14,7 @@ training pairs. Self-pairs (i = j) and unmeasured pairs are excluded.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -125,6 +125,14 @@ SUBMISSION = TableSpec(
 )
 
 
+def submission_spec(neurons) -> TableSpec:
+    """:data:`SUBMISSION` knowing the store's neuron names, so that a misspelt or unknown neuron is
+    reported as such, with its row, rather than as a pair that is not of the split."""
+    known = tuple(map(str, neurons))
+    text = f"one of the {len(known)} canonical neuron names of the store"
+    return replace(SUBMISSION, ids=tuple(replace(c, known=known, range_text=text) for c in SUBMISSION.ids))
+
+
 class CelegansStructureFunction(Task):
     """Models (:class:`~neuroharness.tasks.protocols.StructureFunctionModel`): ``fit(inputs, train, val,
     seed)``, ``predict(inputs, pairs) -> {"score", "amplitude"}``.
@@ -180,5 +188,5 @@ class CelegansStructureFunction(Task):
         }
 
     def read_submission(self, predictions, data: StructureFunctionData, split: str) -> dict[str, np.ndarray]:
-        values = check_table(predictions, SUBMISSION, self.ids(data, split), split)
+        values = check_table(predictions, submission_spec(data.inputs.neurons), self.ids(data, split), split)
         return {"score": values["score"].to_numpy(), "amplitude": values["amplitude"].to_numpy()}

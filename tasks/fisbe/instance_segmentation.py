@@ -18,7 +18,6 @@ import mmap
 import os
 import re
 import zipfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,10 @@ import pandas as pd
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 
 from ..base import Task
-from ..submission import _too_large, check_names, check_zip_members, folder_bytes, max_submission_bytes, npy_header
+from ..submission import (
+    NO_PICKLE, _too_large, check_folder, check_names, max_submission_bytes, npy_header, npz_headers, open_zarr,
+    refuse_pickle, sniff, why, zarr_declared_bytes,
+)
 from .cards import INSTANCE_SEGMENTATION, REFERENCE_ROWS
 
 SUBSETS = ("completely", "partly")
@@ -166,12 +168,15 @@ class PredictionFile:
     headers are read without loading the data), a Zarr directory (``.zarr``
     or any folder holding ``.zgroup``/``zarr.json``), a zipped Zarr
     (``.zip``), or a mapping ``{name: array}``. Nothing is ever unpickled and
-    Zarr stores are opened read-only. ``names`` lists the arrays as stored
-    (a name stored twice appears twice, for :func:`~..submission.check_names`).
+    Zarr stores are opened read-only. Everything that can be judged without reading
+    data is judged when the file is opened: pickles (whatever the suffix), the size
+    limit on disk and as declared by the zip directory, npy headers and Zarr metadata,
+    member paths escaping the archive, links in folders, pickle codecs, object arrays.
+    ``names`` lists the arrays as stored.
     """
 
     def __init__(self, source):
-        self._zip = self._group = self._dict = None
+        self._zip = self._group = self._store = self._dict = None
         if isinstance(source, Mapping):
             self.name = "predictions"
             self._dict = {str(k): v for k, v in source.items()}
@@ -181,53 +186,61 @@ class PredictionFile:
         self.name = str(path)
         if not path.exists():
             raise SubmissionError(f"{path}: file not found")
+        refuse_pickle(path)
         suffix = path.suffix.lower()
         limit = max_submission_bytes()  # checked before any array is read: size on disk, then uncompressed size
-        size = folder_bytes(path) if path.is_dir() else path.stat().st_size
-        if size > limit:
-            raise _too_large(path, "its files hold" if path.is_dir() else "the file has", size, limit)
         try:
-            if suffix == ".npz":
-                self._zip = zipfile.ZipFile(path)
-                check_zip_members(path, self._zip, limit)
-                members = [m for m in self._zip.namelist() if not m.endswith("/")]
-                bad = [m for m in members if not m.endswith(".npy")]
-                if bad:
-                    raise SubmissionError(f"{path}: member {bad[0]!r} is not a .npy array")
-                self._members = {m[: -len(".npy")]: m for m in members}
-                self.names = [m[: -len(".npy")] for m in members]
-                total = 0
-                for name in self._members:
-                    shape, dtype = self.header(name)
-                    total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-                if total > limit:
-                    raise _too_large(path, "its arrays hold", total, limit)
-                return
-            import zarr
-
-            if suffix == ".zip":
-                with zipfile.ZipFile(path) as zf:
-                    check_zip_members(path, zf, limit)
-                store = zarr.storage.ZipStore(str(path), mode="r")
-            elif path.is_dir() and (suffix == ".zarr" or any((path / f).exists() for f in (".zgroup", "zarr.json"))):
-                store = zarr.storage.LocalStore(str(path), read_only=True)
+            if path.is_dir():
+                check_folder(path, limit)
+            elif path.stat().st_size > limit:
+                raise _too_large(path, "the file has", path.stat().st_size, limit)
+            if suffix == ".npz" and not path.is_dir():
+                self._open_npz(path, limit)
+            elif (suffix == ".zip" and not path.is_dir()) or (path.is_dir() and (
+                    suffix == ".zarr" or any((path / f).exists() for f in (".zgroup", "zarr.json")))):
+                self._open_zarr(path, limit)
             else:
                 raise SubmissionError(f"{path}: unsupported format {suffix or '(folder)'!r}; use .npz, a .zarr folder "
                                       "or a zipped Zarr (.zip); pickle is never accepted")
-            self._group = zarr.open_group(store, mode="r")
-            members = dict(self._group.members())
-            groups = [k for k, v in members.items() if not isinstance(v, zarr.Array)]
-            if groups:
-                raise SubmissionError(f"{path}: member {groups[0]!r} is a group; expected one array per sample at the top level")
-            self.names = list(members)
         except SubmissionError:
             self.close()
             raise
-        except (zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - zipfile and zarr raise many kinds of errors on malformed files
             self.close()
             raise SubmissionError(f"{path}: unreadable {suffix or 'folder'} predictions ({type(e).__name__}: {e})") from None
-        except Exception as e:  # noqa: BLE001 - zarr raises many kinds of errors on a malformed store
-            raise SubmissionError(f"{path}: unreadable {suffix or 'folder'} predictions ({type(e).__name__}: {e})") from None
+
+    def _open_npz(self, path: Path, limit: int) -> None:
+        """The zip directory and every member's npy header, nothing decompressed beyond the headers."""
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            found = sniff(path)
+            hint = f"; the file looks like {'a single .npy array' if found == 'npy' else found}" if found else ""
+            raise SubmissionError(f"{path}: not an .npz (zip) archive ({type(e).__name__}: {e}){hint}; write it with "
+                                  f"write_predictions or numpy.savez ({NO_PICKLE})") from None
+        headers = npz_headers(path, self._zip, limit, "array")
+        for name, (_, _, dtype) in headers.items():
+            if dtype.hasobject:
+                raise SubmissionError(
+                    f"{path}: array {name!r} (sample {name}) has dtype object (Python objects, which numpy stores "
+                    f"as a pickle); {NO_PICKLE}: expected integer labels or bool instance channels")
+        self._members = {k: info.filename for k, (info, _, _) in headers.items()}
+        self._headers = {k: (shape, dtype) for k, (_, shape, dtype) in headers.items()}
+        self.names = list(headers)
+
+    def _open_zarr(self, path: Path, limit: int) -> None:
+        """A Zarr folder or zipped Zarr: paths, links, codecs and declared sizes checked before any chunk."""
+        import zarr
+
+        self._group, self._store = open_zarr(path, limit)
+        members = dict(self._group.members())
+        groups = [k for k, v in members.items() if not isinstance(v, zarr.Array)]
+        if groups:
+            raise SubmissionError(f"{path}: member {groups[0]!r} is a group; expected one array per sample at the top level")
+        total = sum(zarr_declared_bytes(a) for a in members.values())
+        if total > limit:
+            raise _too_large(path, "its arrays hold", total, limit)
+        self.names = list(members)
 
     def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
         """(shape, dtype) of array ``name`` without reading its data."""
@@ -237,13 +250,13 @@ class PredictionFile:
                 a = np.asarray(a)
             return tuple(a.shape), np.dtype(a.dtype)
         if self._zip is not None:
-            try:
-                with self._zip.open(self._members[name]) as f:
-                    return npy_header(f)
-            except (ValueError, OSError, zipfile.BadZipFile) as e:
-                raise SubmissionError(f"{self.name}: array {name!r} is not a valid .npy array ({e})") from None
-        a = self._group[name]
-        return tuple(a.shape), np.dtype(a.dtype)
+            return self._headers[name]
+        try:
+            a = self._group[name]
+            dtype = a.dtype if isinstance(a.dtype, np.dtype) else np.dtype(object)
+            return tuple(a.shape), dtype
+        except Exception as e:  # noqa: BLE001 - zarr raises many kinds of errors on malformed metadata
+            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({type(e).__name__}: {e})") from None
 
     def load(self, name: str) -> np.ndarray:
         """The data of array ``name`` as a numpy array."""
@@ -252,24 +265,21 @@ class PredictionFile:
                 return np.asarray(self._dict[name])
             if self._zip is not None:
                 with self._zip.open(self._members[name]) as f:
-                    version = np.lib.format.read_magic(f)
-                    if version in ((1, 0), (2, 0)):
-                        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                else np.lib.format.read_array_header_2_0)
-                        shape, fortran_order, dtype = read(f)
-                        if not fortran_order and not dtype.hasobject and dtype.itemsize:
-                            return _read_npy_data(f, tuple(shape), dtype)
+                    shape, dtype, fortran = npy_header(f, fortran_order=True)
+                    if not fortran and not dtype.hasobject and dtype.itemsize:
+                        return _read_npy_data(f, shape, dtype)
                 with self._zip.open(self._members[name]) as f:  # other layouts: as numpy reads them
                     return np.load(f, allow_pickle=False)
             return np.asarray(self._group[name][...])
-        except (ValueError, OSError, zipfile.BadZipFile, zlib.error) as e:
-            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({e})") from None
+        except Exception as e:  # noqa: BLE001 - truncated data, bad CRC, damaged chunks: many kinds of errors
+            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({why(e)}); "
+                                  "the file is damaged or truncated") from None
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
-        if self._group is not None:
-            self._group.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self):
         return self

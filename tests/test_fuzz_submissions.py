@@ -1,0 +1,637 @@
+"""Fuzzing every submission reader: from a valid submission of each task, malformed variants.
+
+For every task of ``neuroharness tasks list`` a valid submission is built from its
+``submission_template`` on small data (synthetic stores from the ``scripts/make_*_fixture.py``
+generators; celegans-structure-function on a small synthetic atlas, since its stores come from
+wheels), then hypothesis damages it: at the content level (columns/fields/arrays dropped, renamed,
+added, retyped to every dtype family, 2-D, NaN/inf, rows dropped, duplicated or pointing at unknown
+ids, empty), at the file level (truncated, bytes flipped, random bytes, empty, a pickle under the
+submission's name, archive members escaping the archive, npy headers and zip directories declaring
+huge sizes, symbolic links and pickle codecs in Zarr stores, the wrong suffix).
+
+Property: ``task.evaluate(path)`` scores (and must, when nothing was damaged) or raises
+:class:`~neuroharness.errors.SubmissionError` whose message starts with the file's path, never
+another exception; nothing is written (the submission's folder and the cache are unchanged) and
+nothing is unpickled. ``--hypothesis-profile=fuzz-long`` runs 1000 examples per test.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import struct
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import event, given, note
+from hypothesis import strategies as st
+
+from helpers import load_script
+from neuroharness.errors import SubmissionError
+
+pytestmark = pytest.mark.filterwarnings("ignore")  # zarr's v3-string and numpy's duplicate-name warnings
+
+
+class _Unpickled:
+    """Creates ``path`` (a folder) if it is ever unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+class Case:
+    """One task on small data: ``valid`` is a correct submission as arrays by name; ``kind`` is "table",
+    "forecast" (an .npz of fields) or "volumes" (one array per sample)."""
+
+    def __init__(self, name: str, task, options: dict, kind: str, valid: dict, root: Path):
+        self.name, self.task, self.options, self.kind, self.valid, self.root = name, task, options, kind, valid, root
+
+    def evaluate(self, path):
+        return self.task.evaluate(path, options=self.options)
+
+    def __repr__(self) -> str:  # hypothesis prints the fixture with every failure
+        return f"Case({self.name})"
+
+
+# -- small tasks --------------------------------------------------------------------------------------------
+NEURONS = ["ADAL", "ADAR", "AIBL", "AIBR", "ASHL", "ASHR", "AVAL", "AVAR", "RIML", "RIMR", "SMDDL", "SMDDR"]
+
+
+def _structure_function_task():
+    """celegans-structure-function on a 12-neuron synthetic atlas (the real stores need the cect wheels)."""
+    import xarray as xr
+
+    from neuroharness.tasks.celegans.structure_function import (
+        CelegansStructureFunction, Inputs, Pairs, StructureFunctionData,
+    )
+
+    rng = np.random.default_rng(0)
+    n = len(NEURONS)
+    resp, stim = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    keep = resp != stim
+    resp, stim = resp[keep], stim[keep]
+    which = np.where(stim < 3, "test", np.where(stim < 5, "val", "train"))
+    splits = {}
+    for name in ("train", "val", "test"):
+        m = which == name
+        sig = rng.random(m.sum()) < 0.3
+        sig[:2] = [True, False]
+        splits[name] = Pairs(resp[m], stim[m], sig, rng.normal(size=m.sum()))
+    data = StructureFunctionData(Inputs(list(NEURONS), xr.Dataset()), splits)
+    task = CelegansStructureFunction()
+    task.load = lambda options: data
+    task.cache_key = lambda options: ()
+    return task
+
+
+def _forecast_task(store_path):
+    """celegans-forecast on a 14-worm synthetic activity store (its connectome is not read by evaluate)."""
+    from neuroharness.tasks.celegans.forecast import CelegansForecast, ForecastData, build_splits, check_protocols
+    from neuroharness.tasks.celegans.windows import RaggedActivity
+
+    store = RaggedActivity(store_path)
+    splits = build_splits(store)
+    check_protocols(store, splits)
+    data = ForecastData(store, splits, None)
+    task = CelegansForecast()
+    task.load = lambda options: data
+    task.cache_key = lambda options: ()
+    return task
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    from neuroharness.loaders import get_loader, prepare
+    from neuroharness.loaders.vesselgraph import graph_index, open_vesselgraph
+    from neuroharness.tasks import get_card
+    from neuroharness.tasks.fisbe.instance_segmentation import FisbeInstanceSegmentation
+    from neuroharness.tasks.vesselgraph.link_prediction import VesselGraphLinkPrediction
+    from neuroharness.tasks.vesselgraph.vessel_classification import VesselGraphVesselClassification
+
+    root = tmp_path_factory.mktemp("fuzz_submissions")
+    rng = np.random.default_rng(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEUROHARNESS_HOME", str(root / "home"))
+        load_script("make_fisbe_fixture").write_release(root / "fisbe", n_per_split=1, shape=(16, 32, 32),
+                                                        n_neurons=2, seed=0)
+        prepare("fisbe", source=root / "fisbe", force=True)
+        gen = load_script("make_vesselgraph_fixture")
+        nodes, edges, _ = gen.synthetic_graph(400, seed=0)
+        gen.write_graph(root / "vg", "vgfuzz", nodes, edges)
+        get_loader("vesselgraph").prepare(source=root / "vg")
+        (graph,) = graph_index(open_vesselgraph())["graph"]
+        load_script("make_celegans_activity_fixture").write_activity_fixture(root / "act", n_worms=14, seed=1,
+                                                                           max_len=600)
+        activity = prepare("celegans-activity", source=root / "act", force=True)
+
+        out = {}
+        sf = _structure_function_task()
+        tpl = sf.submission_template()
+        out["celegans-structure-function"] = Case(
+            "celegans-structure-function", sf, {}, "table",
+            {"responding": tpl["responding"].to_numpy(dtype=str), "stimulated": tpl["stimulated"].to_numpy(dtype=str),
+             "score": rng.random(len(tpl)), "amplitude": rng.normal(size=len(tpl))}, root)
+        fc = _forecast_task(activity)
+        tpl = fc.submission_template()
+        out["celegans-forecast"] = Case(
+            "celegans-forecast", fc, {}, "forecast",
+            {"protocol": tpl["protocol"].to_numpy(dtype=str), "worm": tpl["worm"].to_numpy(dtype=str),
+             "start": tpl["start"].to_numpy(dtype=np.int64),
+             "prediction": rng.normal(size=(len(tpl), 10, 302)).astype(np.float32)}, root)
+        fb = FisbeInstanceSegmentation()
+        data = fb.data()
+        labels = {}
+        for s in data.samples("test"):
+            gt = data.gt(s)
+            lab = np.zeros(gt.shape[1:], np.uint16)
+            for k in range(gt.shape[0]):
+                lab[gt[k]] = k + 1
+            labels[s] = lab
+        out["fisbe-instance-segmentation"] = Case("fisbe-instance-segmentation", fb, {}, "volumes", labels, root)
+        opts = {"graph": graph}
+        lp = VesselGraphLinkPrediction()
+        tpl = lp.submission_template(options=opts)  # builds and caches the split before any example runs
+        out["vesselgraph-link-prediction"] = Case(
+            "vesselgraph-link-prediction", lp, opts, "table",
+            {"node1": tpl["node1"].to_numpy(), "node2": tpl["node2"].to_numpy(), "score": rng.random(len(tpl))}, root)
+        vc = VesselGraphVesselClassification()
+        tpl = vc.submission_template(options=opts)
+        out["vesselgraph-vessel-classification"] = Case(
+            "vesselgraph-vessel-classification", vc, opts, "table",
+            {"vessel": tpl["vessel"].to_numpy(), "label": rng.integers(0, 3, len(tpl))}, root)
+        listed = {line.split()[0] for line in _tasks_list()}
+        assert set(out) == listed, f"tasks list {sorted(listed)}: every task needs a fuzz case"
+        for c in out.values():  # the valid submissions score: otherwise a refusal would prove nothing
+            assert get_card(c.name) is c.task.card
+            assert "main_score" in c.evaluate(_write(c, c.valid, ".npz", root / f"valid-{c.name}"))
+        yield out
+
+
+def _tasks_list() -> list[str]:
+    import contextlib
+    import io
+
+    from neuroharness.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["tasks", "list"]) == 0
+    return [line for line in buf.getvalue().splitlines() if line.strip()]
+
+
+# -- writing a submission in every format -------------------------------------------------------------------
+def _parquet_column(a: np.ndarray, n: int):
+    import pyarrow as pa
+
+    if a.ndim > 1:
+        a = list(a.reshape(len(a), -1))
+    try:
+        arr = pa.array(a)
+    except (pa.ArrowException, TypeError, ValueError):
+        arr = pa.array(np.asarray(a).astype(str))
+    if len(arr) < n:  # a parquet table has one length: pad a short column with nulls
+        arr = pa.concat_arrays([arr, pa.nulls(n - len(arr), arr.type)])
+    return arr[:n]
+
+
+def _write(case: Case, arrays: dict, fmt: str, folder: Path, options=None) -> Path:
+    """Write ``arrays`` in format ``fmt`` (".npz", ".npz-compressed", ".parquet", ".zarr2", ".zarr3", ".zip")."""
+    options = options or {}
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = {".npz-compressed": ".npz", ".zarr2": ".zarr", ".zarr3": ".zarr"}.get(fmt, fmt)
+    path = folder / f"preds{suffix}"
+    if fmt.startswith(".npz"):
+        with open(path, "wb") as f:
+            (np.savez_compressed if fmt == ".npz-compressed" else np.savez)(f, **arrays)
+    elif fmt == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        n = max((len(a) for a in arrays.values() if np.ndim(a)), default=0)
+        cols = {k: _parquet_column(np.atleast_1d(a), n) for k, a in arrays.items()}
+        if options.get("dictionary"):
+            with contextlib.suppress(pa.ArrowException):
+                cols = {k: (v.dictionary_encode() if k == options["dictionary"] else v) for k, v in cols.items()}
+        pq.write_table(pa.table(cols) if cols else pa.table({}), path)
+    else:
+        import zarr
+
+        if fmt == ".zip":
+            store = zarr.storage.ZipStore(str(path), mode="w")
+            group = zarr.open_group(store, mode="w")
+        else:
+            store = None
+            group = zarr.open_group(str(path), mode="w", zarr_format=2 if fmt == ".zarr2" else 3)
+        for k, a in arrays.items():
+            a = np.asarray(a)
+            k = "".join(c if c.isalnum() or c in "_-" else "_" for c in k) or "_"  # never outside the store
+            try:
+                group.create_array(k, data=a)
+            except Exception:  # noqa: BLE001 - a dtype this Zarr format cannot hold: store it as text
+                group.create_array(k, data=a.astype(str))
+        if store is not None:
+            store.close()
+    return path
+
+
+# -- content mutations ----------------------------------------------------------------------------------------
+DTYPES = ["float16", "float32", "int8", "int64", "uint64", "bool", "complex128", "<U6", "S6", "object",
+          "datetime64[s]", "timedelta64[s]"]
+
+
+def _retype(a: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "object":  # numpy pickles object arrays into an .npz
+        b = a.astype(object)
+        if b.size:
+            b.flat[b.size - 1] = {"not": "a value"}
+        return b
+    try:
+        return a.astype(dtype)
+    except (ValueError, TypeError, OverflowError):
+        return np.zeros(a.shape, dtype)
+
+
+def _unknown_id(case: Case, col: str, a: np.ndarray, draw):
+    if a.dtype.kind in "US":
+        return draw(st.sampled_from(["NOTANEURON", "aval", "", "Nobody2099/worm9", "later", " AVAL"]))
+    return draw(st.sampled_from([-1, 10**6, 2**62, int(a.max()) + 1 if len(a) else 1]))
+
+
+@st.composite
+def content_mutations(draw, case: Case):
+    """(description, arrays): the valid submission, or one content-level damage of it."""
+    arrays = {k: np.array(v, copy=True) for k, v in case.valid.items()}
+    names = list(arrays)
+    if case.kind == "volumes":
+        kind = draw(st.sampled_from(["valid", "drop", "rename", "extra", "retype", "shape", "negative", "stack",
+                                     "huge_label", "empty_stack", "scalar"]))
+        s = draw(st.sampled_from(names))
+        a = arrays[s]
+        if kind == "drop":
+            del arrays[s]
+        elif kind == "rename":
+            arrays[draw(st.sampled_from(["R00X00-nope", s.lower(), s + " ", "../" + s]))] = arrays.pop(s)
+        elif kind == "extra":
+            arrays["extra_sample"] = a
+        elif kind == "retype":
+            arrays[s] = _retype(a, draw(st.sampled_from(DTYPES)))
+        elif kind == "shape":
+            arrays[s] = draw(st.sampled_from([a[:-1], a[None, None], a.reshape(-1), a[:, :, :5], a.T]))
+        elif kind == "negative":
+            b = a.astype(np.int32)
+            b[tuple(draw(st.integers(0, d - 1)) for d in b.shape)] = -draw(st.integers(1, 2**31 - 1))
+            arrays[s] = b
+        elif kind == "stack":
+            arrays[s] = np.stack([a == k for k in range(1, draw(st.integers(1, 4)) + 1)])
+        elif kind == "huge_label":
+            b = a.astype(np.uint64)
+            b[b > 0] += np.uint64(2**63)
+            arrays[s] = b
+        elif kind == "empty_stack":
+            arrays[s] = np.zeros((0, *a.shape), bool)
+        elif kind == "scalar":
+            arrays[s] = np.array(3, np.uint8)
+        return f"{kind} {s}", arrays
+    ids = {"celegans-structure-function": ["responding", "stimulated"], "celegans-forecast": ["protocol", "worm", "start"],
+           "vesselgraph-link-prediction": ["node1", "node2"], "vesselgraph-vessel-classification": ["vessel"]}[case.name]
+    kind = draw(st.sampled_from(["valid", "drop", "rename", "extra", "retype", "nan", "drop_rows", "dup_rows",
+                                 "unknown_id", "other_id", "short_column", "two_d", "empty", "huge_value",
+                                 "swap_pair"]))
+    col = draw(st.sampled_from(names))
+    a = arrays[col]
+    n = len(a)
+    row = draw(st.integers(0, max(n - 1, 0)))
+    if kind == "valid":  # rows in any order
+        perm = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).permutation(n)
+        arrays = {k: v[perm] for k, v in arrays.items()}
+    elif kind == "drop":
+        del arrays[col]
+    elif kind == "rename":
+        arrays[draw(st.sampled_from([col.upper(), col + "s", "", "../" + col, col + ".npy"]))] = arrays.pop(col)
+    elif kind == "extra":
+        arrays[draw(st.sampled_from(["notes", "score2", "pad", "__index_level_0__"]))] = draw(st.sampled_from(
+            [np.zeros(n), np.zeros(n + 3), np.zeros((n, 2)), np.array(["x"] * n), np.zeros(0)]))
+    elif kind == "retype":
+        arrays[col] = _retype(a, draw(st.sampled_from(DTYPES)))
+    elif kind == "nan":
+        if a.dtype.kind in "US":  # a missing name: null in parquet, an object array in an .npz
+            b = a.astype(object)
+            value = None
+        else:
+            b = a.astype(np.float64) if a.dtype.kind not in "fc" else a.copy()
+            value = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        if n:
+            b[row] = value
+        arrays[col] = b
+    elif kind == "drop_rows":
+        keep = np.ones(n, bool)
+        keep[draw(st.lists(st.integers(0, max(n - 1, 0)), min_size=1, max_size=5))] = False
+        arrays = {k: v[keep] for k, v in arrays.items()}
+    elif kind == "dup_rows":
+        extra = draw(st.lists(st.integers(0, max(n - 1, 0)), min_size=1, max_size=3))
+        replace = draw(st.booleans())  # duplicates in place of other rows, or added (more rows than the template)
+        if replace:
+            arrays = {k: np.concatenate([v[: n - len(extra)], v[extra]]) for k, v in arrays.items()}
+        else:
+            arrays = {k: np.concatenate([v, v[extra]]) for k, v in arrays.items()}
+    elif kind in ("unknown_id", "other_id"):
+        c = draw(st.sampled_from(ids))
+        b = arrays[c]
+        if kind == "unknown_id":
+            value = _unknown_id(case, c, b, draw)
+            b = b.astype(f"<U{max(20, b.dtype.itemsize // 4)}") if b.dtype.kind == "U" else b.astype(np.int64)
+        else:  # a real id that makes a pair/window of no scored row, or a duplicate
+            value = b[draw(st.integers(0, max(n - 1, 0)))]
+        if n:
+            b[row] = value
+        arrays[c] = b
+    elif kind == "short_column":
+        arrays[col] = a[: draw(st.integers(0, max(n - 1, 0)))]
+    elif kind == "two_d":
+        arrays[col] = a.reshape(n, 1) if a.ndim == 1 else a.reshape(n, -1)
+    elif kind == "empty":
+        arrays = {k: v[:0] for k, v in arrays.items()}
+    elif kind == "huge_value":
+        if a.dtype.kind in "US":
+            b = a.astype(object)
+            b[row] = "A" * draw(st.sampled_from([300, 100_000]))
+            arrays[col] = b.astype(str)
+        elif a.dtype.kind == "f":
+            b = a.astype(np.float64)
+            b[row] = draw(st.sampled_from([1e308, -1e308, 5e-324]))
+        else:
+            b = a.astype(np.uint64)
+            b[row] = draw(st.sampled_from([2**63, 2**64 - 1]))
+        arrays[col] = b
+    elif kind == "swap_pair" and case.name == "vesselgraph-link-prediction":
+        arrays["node1"], arrays["node2"] = arrays["node2"].copy(), arrays["node1"].copy()
+        if n:
+            arrays["node2"][row] = arrays["node1"][row]  # a self-pair
+    return f"{kind} {col} row {row}", arrays
+
+
+# -- file mutations --------------------------------------------------------------------------------------------
+def _zip_append(path: Path, name: str, data: bytes) -> None:
+    with zipfile.ZipFile(path, "a") as zf:
+        zf.writestr(name, data)
+
+
+def _npy_bytes(shape, descr="<f8", data=b"") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    return buf.getvalue() + data
+
+
+def _patch_directory(path: Path, offset: int, fmt: str, value: int, local: int | None = None) -> None:
+    """Write ``value`` at ``offset`` of every central directory entry (and at ``local`` of every local header)."""
+    blob = bytearray(path.read_bytes())
+    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
+        if at_ is None:
+            continue
+        at = blob.find(sig)
+        while at >= 0:
+            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
+            at = blob.find(sig, at + 4)
+    path.write_bytes(bytes(blob))
+
+
+def _forge_sizes(path: Path, size: int) -> None:
+    """Declare ``size`` uncompressed bytes for every member in the zip's central directory."""
+    _patch_directory(path, 24, "<I", size)
+
+
+COMMON = ["none", "truncate", "flip", "random", "empty", "pickle", "limit"]
+FILE_MUTATIONS = {  # what applies to each format
+    "zip": COMMON + ["escape", "huge_header", "bad_header", "forged_sizes", "suffix", "dup_member", "dir_member",
+                     "encrypted", "method"],
+    "parquet": COMMON + ["suffix"],
+    "folder": COMMON + ["symlink", "pickle_codec", "no_metadata", "bad_json", "huge_chunks"],
+}
+
+
+def _family(fmt: str) -> str:
+    return "zip" if fmt.startswith(".npz") or fmt == ".zip" else "parquet" if fmt == ".parquet" else "folder"
+
+
+@st.composite
+def file_mutations(draw, case: Case, formats):
+    fmt = draw(st.sampled_from(formats))
+    kind = draw(st.sampled_from(FILE_MUTATIONS[_family(fmt)]))
+    return fmt, kind, draw(st.randoms(use_true_random=False))
+
+
+def _some_file(path: Path, rnd) -> Path | None:
+    """``path`` if it is a file, else a random file of the folder (None if it holds none)."""
+    if path.is_file():
+        return path
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return rnd.choice(files) if files else None
+
+
+def _apply(kind: str, path: Path, rnd, sentinel: Path, env: dict) -> Path:
+    """Damage the written submission at ``path``; returns the path to evaluate."""
+    if kind == "none":
+        return path
+    is_zip = path.is_file() and zipfile.is_zipfile(path)
+    target = _some_file(path, rnd)
+    if kind == "truncate" and target is not None:
+        data = target.read_bytes()
+        target.write_bytes(data[: rnd.randrange(len(data))] if data else b"")
+    elif kind == "flip" and target is not None:
+        data = bytearray(target.read_bytes())
+        for _ in range(rnd.randint(1, 8)):
+            if data:
+                data[rnd.randrange(len(data))] ^= 1 << rnd.randrange(8)
+        target.write_bytes(bytes(data))
+    elif kind == "random" and target is not None:
+        target.write_bytes(bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 3000))))
+    elif kind == "empty":
+        if path.is_file():
+            path.write_bytes(b"")
+        else:
+            for p in sorted(path.rglob("*"), reverse=True):
+                p.unlink() if p.is_file() else p.rmdir()
+    elif kind == "pickle":
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        path.write_bytes(pickle.dumps({"score": _Unpickled(sentinel), "data": np.zeros(3)},
+                                      protocol=rnd.choice([2, 3, 4, 5])))
+    elif kind == "escape" and is_zip:
+        _zip_append(path, rnd.choice(["../evil.npy", "/abs.npy", "C:evil.npy", "a/../../evil.npy", "..\\evil.npy",
+                                      "../.zgroup"]), _npy_bytes((3,), data=b"\0" * 24))
+    elif kind == "huge_header" and is_zip:
+        names = [n for n in zipfile.ZipFile(path).namelist() if n.endswith(".npy")]
+        name = rnd.choice(names) if names and rnd.random() < 0.5 else "huge.npy"
+        shape = rnd.choice([(2**40,), (10**6, 10**6), (3, 2**62), (2**20, 10, 302)])
+        with zipfile.ZipFile(path) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        members[name] = _npy_bytes(shape, rnd.choice(["<f8", "<f4", "<U1000", "|O", "<i8"]), b"\0" * 64)
+        with zipfile.ZipFile(path, "w") as zf:
+            for n, d in members.items():
+                zf.writestr(n, d)
+    elif kind == "bad_header" and is_zip:
+        bad = rnd.choice([b"\x93NUMPY\x01\x00\xff\xff" + b"{" * 40, b"\x93NUMPY\x09\x00\x10\x00{'descr': '<f8'}  \n",
+                          b"\x93NUMPY\x01\x00\x46\x00{'descr': '<f8', 'fortran_order': False, 'shape': (-5,), }" + b" " * 10 + b"\n",
+                          b"\x93NUMPY\x01\x00\x46\x00{'descr': 'zz9', 'fortran_order': False, 'shape': (5,), }" + b" " * 10 + b"\n",
+                          b"\x93NUMPY\x01\x00\x46\x00{'descr': '<f8', 'fortran_order': 3, 'shape': (5,)}" + b" " * 16 + b"\n",
+                          b"\x93NUMPY\x03\x00\x46\x00\x00\x00{'descr': '<f8', 'fortran_order': False, 'shape': (5,), }" + b" " * 8 + b"\n",
+                          b"\x93NUMP", b""])
+        with zipfile.ZipFile(path) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        if members:
+            members[rnd.choice(sorted(members))] = bad
+        with zipfile.ZipFile(path, "w") as zf:
+            for n, d in members.items():
+                zf.writestr(n, d)
+    elif kind == "forged_sizes" and is_zip:
+        _forge_sizes(path, rnd.choice([0, 1, 2**31, 2**32 - 1]))
+    elif kind == "dup_member" and is_zip:
+        names = zipfile.ZipFile(path).namelist()
+        if names:
+            _zip_append(path, rnd.choice(names), _npy_bytes((2,), data=b"\0" * 16))
+    elif kind == "dir_member" and is_zip:
+        _zip_append(path, "sub/", b"")
+        _zip_append(path, f"sub/{rnd.choice(['score', 'x', 'prediction'])}.npy", _npy_bytes((2,), data=b"\0" * 16))
+    elif kind == "encrypted" and is_zip:
+        _patch_directory(path, 8, "<H", 0x1, local=6)  # the general purpose flag: "encrypted"
+    elif kind == "method" and is_zip:
+        _patch_directory(path, 10, "<H", rnd.choice([1, 6, 9, 97, 99]), local=8)  # shrink, implode, deflate64, ..., AES
+    elif kind == "suffix" and path.is_file():
+        other = path.with_suffix(rnd.choice([".parquet", ".npz", ".zarr", ".zip", ".npy", ".csv", ".pkl", ""]))
+        path.rename(other)
+        return other
+    elif kind == "symlink" and path.is_dir():
+        secret = sentinel.parent / "outside.bin"
+        secret.write_bytes(b"\0" * 64)
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        link = rnd.choice(files) if files and rnd.random() < 0.8 else path / "extra"
+        if link.exists():
+            link.unlink()
+        link.symlink_to(rnd.choice([secret, Path("/etc/hostname"), Path("../../outside.bin"), path]))
+    elif kind == "pickle_codec" and path.is_dir():
+        import json
+
+        metas = [p for p in path.rglob("*") if p.name in (".zarray", "zarr.json") and p.parent != path]
+        if metas:
+            p = rnd.choice(metas)
+            meta = json.loads(p.read_text())
+            if p.name == ".zarray":
+                meta["filters"] = [{"id": "pickle", "protocol": 5}]
+            else:
+                meta["codecs"] = [{"name": "numcodecs.pickle", "configuration": {"protocol": 5}}]
+            p.write_text(json.dumps(meta))
+            for chunk in [c for c in p.parent.rglob("*") if c.is_file() and c.name not in (".zarray", ".zattrs", "zarr.json")]:
+                chunk.write_bytes(pickle.dumps(_Unpickled(sentinel)))
+    elif kind == "no_metadata" and path.is_dir():
+        metas = [p for p in path.rglob("*") if p.name in (".zarray", ".zgroup", "zarr.json", ".zmetadata")]
+        if metas:
+            rnd.choice(metas).unlink()
+    elif kind == "bad_json" and path.is_dir():
+        metas = [p for p in path.rglob("*") if p.name in (".zarray", ".zgroup", "zarr.json", ".zattrs")]
+        if metas:
+            p = rnd.choice(metas)
+            p.write_text(rnd.choice(['{"shape": [1e30], "zarr_format": 2}', "[]", "{", '{"zarr_format": 9}',
+                                     p.read_text().replace("[", '["x", ', 1)]))
+    elif kind == "huge_chunks" and path.is_dir():
+        import json
+
+        metas = [p for p in path.rglob("*") if p.name in (".zarray", "zarr.json") and p.parent != path]
+        if metas:
+            p = rnd.choice(metas)
+            meta = json.loads(p.read_text())
+            huge = rnd.choice([2**40, 10**12, 2**62])
+            if rnd.random() < 0.5:
+                meta["shape"] = [huge] * len(meta.get("shape", [1]))
+            elif p.name == ".zarray":
+                meta["chunks"] = [huge] * len(meta.get("chunks", [1]))
+            else:
+                meta.setdefault("chunk_grid", {"name": "regular", "configuration": {}})
+                meta["chunk_grid"]["configuration"]["chunk_shape"] = [huge] * len(meta.get("shape", [1]))
+            p.write_text(json.dumps(meta))
+    elif kind == "limit":
+        env["NEUROHARNESS_MAX_SUBMISSION_BYTES"] = str(rnd.choice([1, 100, 4096, 50_000]))
+    return path
+
+
+# -- the property -------------------------------------------------------------------------------------------------
+def _tree(*roots: Path) -> dict:
+    out = {}
+    for r in roots:
+        for dirpath, dirs, files in os.walk(r):
+            for f in dirs + files:
+                p = os.path.join(dirpath, f)
+                st_ = os.lstat(p)
+                out[p] = (st_.st_size, st_.st_mtime_ns)
+    return out
+
+
+def _check(case: Case, path: Path, sentinel: Path, must_score: bool, what: str) -> None:
+    home = Path(os.environ["NEUROHARNESS_HOME"])
+    before = _tree(path.parent, home)
+    try:
+        result = case.evaluate(path)
+    except SubmissionError as e:
+        note(f"refused: {e}")
+        event(f"{what}: refused")
+        assert not must_score, f"a valid submission was refused: {e}"
+        assert str(e).startswith(f"{path}: "), f"the message does not start with the file's path: {e}"
+    else:
+        note(f"scored: main_score {result['main_score']}")
+        event(f"{what}: scored")
+        assert "main_score" in result
+    assert _tree(path.parent, home) == before, "evaluate wrote or changed files"
+    assert not sentinel.exists(), "a pickle was loaded"
+
+
+def _formats(case: Case) -> list[str]:
+    return {"table": [".npz", ".npz-compressed", ".parquet", ".zarr2", ".zarr3"], "forecast": [".npz", ".npz-compressed"],
+            "volumes": [".npz", ".npz-compressed", ".zarr2", ".zarr3", ".zip"]}[case.kind]
+
+
+TASKS = ["celegans-structure-function", "celegans-forecast", "fisbe-instance-segmentation",
+         "vesselgraph-link-prediction", "vesselgraph-vessel-classification"]
+
+
+def _run(case: Case, arrays: dict, fmt: str, kind: str, rnd, must_score: bool, write_options=None,
+         what: str = "") -> None:
+    with tempfile.TemporaryDirectory(dir=case.root) as tmp, pytest.MonkeyPatch.context() as mp:
+        folder = Path(tmp) / "sub"
+        sentinel = Path(tmp) / "unpickled"
+        path = _write(case, arrays, fmt, folder, write_options)
+        env = {}
+        path = _apply(kind, path, rnd, sentinel, env)
+        for k, v in env.items():
+            mp.setenv(k, v)
+        _check(case, path, sentinel, must_score and not env, what)
+
+
+@pytest.mark.parametrize("name", TASKS)
+@given(data=st.data())
+def test_damaged_content_is_scored_or_refused_naming_the_file(cases, name, data):
+    case = cases[name]
+    what, arrays = data.draw(content_mutations(case), label="content")
+    fmt = data.draw(st.sampled_from(_formats(case)), label="format")
+    options = {}
+    if fmt == ".parquet" and data.draw(st.booleans(), label="dictionary-encoded"):
+        options["dictionary"] = data.draw(st.sampled_from(sorted(arrays) or ["x"]))
+    note(f"{name}: {what} as {fmt}")
+    _run(case, arrays, fmt, "none", None, what.startswith("valid"), options, what.split()[0])
+
+
+@pytest.mark.parametrize("name", TASKS)
+@given(data=st.data())
+def test_damaged_files_are_refused_naming_the_file(cases, name, data):
+    case = cases[name]
+    fmt, kind, rnd = data.draw(file_mutations(case, _formats(case)), label="file")
+    note(f"{name}: {kind} on {fmt}")
+    _run(case, case.valid, fmt, kind, rnd, kind == "none", what=f"{kind} on {fmt}")
