@@ -166,7 +166,9 @@ def write_activity_store(files: dict[str, Path], target: Path) -> int:
             if rec.smooth is not None:
                 if smooth is None:
                     if w > 0:
-                        raise DataFormatError(f"worm {wid}: has smooth_calcium_data but earlier worms do not")
+                        raise DataFormatError(f"worm {wid} in {', '.join(map(str, files.values()))}: has column "
+                                              "smooth_calcium_data but earlier worms do not; expected it in every "
+                                              "file or in none")
                     smooth = _array(root, "calcium_smooth", (0, n), (SAMPLE_CHUNK, n), "float32", np.nan, ("sample", "neuron"), {
                         "units": "1", "long_name": "smoothed, resampled calcium trace before normalization",
                         "description": "smooth_calcium_data of the source (not normalized); NaN where not labeled"})

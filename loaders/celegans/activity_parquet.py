@@ -238,14 +238,15 @@ def _iter_file(path: Path, index: dict[str, int], seen: set, batch_rows: int) ->
         # Streamed column chunks: without pre_buffer a whole row group (the published file
         # is one ~670 MB row group) is never held in memory at once.
         pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        schema = pf.schema_arrow
     except Exception as exc:  # noqa: BLE001 -- any reader failure is a format error here
-        raise DataFormatError(f"{path}: cannot read as parquet ({type(exc).__name__}: {exc})") from exc
-    cols = _check_schema(path, pf.schema_arrow)
+        raise DataFormatError(f"{path}: cannot read as parquet ({type(exc).__name__}: {exc})") from None
+    cols = _check_schema(path, schema)
     has_smooth = "smooth_calcium_data" in cols
     has_unlab = "is_unlabeled_neuron" in cols
     cur: _Worm | None = None
     row0 = 0
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+    for batch in _batches(path, pf, cols, batch_rows):
         n = batch.num_rows
         get = {c: batch.column(c) for c in cols}
         keys = {c: get[c].to_pylist() for c in _KEY_COLUMNS}
@@ -324,6 +325,38 @@ def _iter_file(path: Path, index: dict[str, int], seen: set, batch_rows: int) ->
         row0 += n
     if cur is not None:
         yield _finish(path, cur, has_smooth)
+
+
+def _batches(path: Path, pf: pq.ParquetFile, cols: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """``pf.iter_batches`` with decoding failures as :class:`DataFormatError`.
+
+    The footer can be intact while a page is not (a damaged download, a truncated
+    copy): pyarrow then fails only when that page is decoded, mid-stream.
+    """
+    batches = pf.iter_batches(batch_size=batch_rows, columns=cols)
+    row0 = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError, MemoryError, ValueError) as exc:
+            raise DataFormatError(
+                f"{path}: cannot decode the parquet pages of columns {cols} from row {row0} on "
+                f"({type(exc).__name__}: {exc}); the file is damaged: download or copy it again"
+            ) from None
+        # parquet readers do not check UTF-8: a damaged string page would fail later, in to_pylist
+        for name, column in zip(batch.schema.names, batch.columns):
+            if _is_string(column.type):
+                try:
+                    column.validate(full=True)
+                except pa.ArrowInvalid as exc:
+                    raise DataFormatError(
+                        f"{path}: column {name!r}, rows {row0}..{row0 + batch.num_rows - 1}: not valid UTF-8 text "
+                        f"({exc}); expected strings; the file is damaged: download or copy it again"
+                    ) from None
+        row0 += batch.num_rows
+        yield batch
 
 
 def _len(a) -> str:

@@ -89,19 +89,39 @@ def _check_columns(path: Path, found, expected, where: str = "header") -> None:
 
 def _numeric(path: Path, df: pd.DataFrame, col: str, line_offset: int) -> pd.Series:
     values = pd.to_numeric(df[col], errors="coerce")
-    bad = ~np.isfinite(values.to_numpy(dtype=float)) | (values.to_numpy(dtype=float) < 0)
+    # a TRUE/FALSE cell would count as 1/0 synapses
+    bad = (~np.isfinite(values.to_numpy(dtype=float)) | (values.to_numpy(dtype=float) < 0)
+           | df[col].map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise DataFormatError(
-            f"{path}: line {i + line_offset}, column {col!r}: found {df[col].iloc[i]!r}, expected a finite number >= 0"
+            f"{path}: line {i + line_offset}, column {col!r}: found {_plain(df[col].iloc[i])!r}, expected a finite number >= 0"
         )
     return values.astype(float)
 
 
+def _plain(value):
+    """A numpy scalar as the Python value it holds (messages show ``True``, not ``np.True_``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _blank(value) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value))) or str(value).strip() == ""
+
+
+def _names(path: Path, df: pd.DataFrame, col: str, line_offset: int) -> pd.Series:
+    """Column ``col`` as canonical names; an empty cell is an error (it would become a cell named 'nan')."""
+    blank = df[col].map(_blank).to_numpy(dtype=bool)
+    if blank.any():
+        i = int(np.flatnonzero(blank)[0])
+        raise DataFormatError(f"{path}: line {i + line_offset}, column {col!r}: found {_plain(df[col].iloc[i])!r}, "
+                              "expected a cell name such as 'AVAL'")
+    return df[col].map(canonical_name)
+
+
 def _edges(path: Path, pre, post, kind, weight) -> tuple[pd.DataFrame, set[str]]:
+    """Edges with weight > 0 and every name covered; ``pre`` and ``post`` are canonical names (:func:`_names`)."""
     edges = pd.DataFrame({"pre": pre, "post": post, "type": kind, "weight": weight}, columns=EDGE_COLUMNS)
-    edges["pre"] = edges["pre"].map(canonical_name)
-    edges["post"] = edges["post"].map(canonical_name)
     covered = set(edges["pre"]) | set(edges["post"])
     return edges[edges["weight"] > 0].reset_index(drop=True), covered
 
@@ -114,13 +134,16 @@ def _typed_edge_table(path: Path, df: pd.DataFrame, line_offset: int) -> tuple[p
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataFormatError(f"{path}: line {i + line_offset}, column 'type': found {kinds.iloc[i]!r}, expected 'chemical' or 'electrical'")
-    return _edges(path, df["pre"], df["post"], kinds, _numeric(path, df, "synapses", line_offset))
+    return _edges(path, _names(path, df, "pre", line_offset), _names(path, df, "post", line_offset), kinds,
+                  _numeric(path, df, "synapses", line_offset))
 
 
 def read_tsv_edges(path: Path) -> tuple[pd.DataFrame, set[str]]:
     """Tab-separated ``pre post type synapses`` (White 1986 files in cect/WormWiring)."""
     try:
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(f"{path}: empty file, expected the header pre<TAB>post<TAB>type<TAB>synapses") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
         raise DataFormatError(f"{path}: not a readable tab-separated file: {e}") from None
     if len(df.columns) == 1:  # e.g. a header written with spaces instead of tabs
@@ -143,16 +166,18 @@ def read_varshney_xls(path: Path) -> tuple[pd.DataFrame, set[str]]:
     """
     df = _read_excel(path, sheet_name="NeuronConnect.csv")
     _check_columns(path, df.columns, ["Neuron 1", "Neuron 2", "Type", "Nbr"])
+    df = df.rename(columns=lambda c: str(c).strip())
     kinds = df["Type"].astype(str).str.strip()
     known = kinds.isin(["S", "Sp", "R", "Rp", "EJ", "NMJ"])
     if not known.all():
         i = int(np.flatnonzero(~known.to_numpy())[0])
         raise DataFormatError(f"{path}: line {i + 2}, column 'Type': found {kinds.iloc[i]!r}, expected one of S, Sp, R, Rp, EJ, NMJ")
     weight = _numeric(path, df, "Nbr", 2)
-    covered = {canonical_name(n) for n in pd.concat([df["Neuron 1"], df["Neuron 2"]])}
+    one, two = _names(path, df, "Neuron 1", 2), _names(path, df, "Neuron 2", 2)
+    covered = set(one) | set(two)
     keep = kinds.isin(["S", "Sp", "EJ"]).to_numpy()
     kind = np.where(kinds == "EJ", "electrical", "chemical")
-    edges, _ = _edges(path, df["Neuron 1"][keep], df["Neuron 2"][keep], kind[keep], weight[keep])
+    edges, _ = _edges(path, one[keep], two[keep], kind[keep], weight[keep])
     return edges, covered
 
 
@@ -160,13 +185,15 @@ def read_openworm_xls(path: Path) -> tuple[pd.DataFrame, set[str]]:
     """OpenWorm ``CElegansNeuronTables.xls`` sheet ``Connectome``: Origin, Target, Type (Send/GapJunction), Number of Connections."""
     df = _read_excel(path, sheet_name="Connectome")
     _check_columns(path, df.columns, ["Origin", "Target", "Type", "Number of Connections"])
+    df = df.rename(columns=lambda c: str(c).strip())
     kinds = df["Type"].astype(str).str.strip()
     known = kinds.isin(["Send", "GapJunction"])
     if not known.all():
         i = int(np.flatnonzero(~known.to_numpy())[0])
         raise DataFormatError(f"{path}: line {i + 2}, column 'Type': found {kinds.iloc[i]!r}, expected 'Send' or 'GapJunction'")
     kind = np.where(kinds == "GapJunction", "electrical", "chemical")
-    return _edges(path, df["Origin"], df["Target"], kind, _numeric(path, df, "Number of Connections", 2))
+    return _edges(path, _names(path, df, "Origin", 2), _names(path, df, "Target", 2), kind,
+                  _numeric(path, df, "Number of Connections", 2))
 
 
 def read_cook_xlsx(path: Path) -> tuple[pd.DataFrame, set[str]]:
@@ -180,10 +207,14 @@ def read_cook_xlsx(path: Path) -> tuple[pd.DataFrame, set[str]]:
     frames, covered = [], set()
     for sheet, kind in [("hermaphrodite chemical", "chemical"), ("hermaphrodite gap jn symmetric", "electrical")]:
         raw = _read_excel(path, sheet_name=sheet, header=None)
+        if raw.shape[0] < 4 or raw.shape[1] < 4:
+            raise DataFormatError(f"{path}: sheet {sheet!r} has {raw.shape[0]} rows and {raw.shape[1]} columns, expected "
+                                  "column labels from D3, row labels from C4 and values from D4 (hundreds of cells)")
         cols = raw.iloc[2, 3:]
         rows = raw.iloc[3:, 2]
-        keep_c = cols.notna().to_numpy()
-        keep_r = rows.notna().to_numpy()
+        # a blank label (empty or spaces) marks a row or column that is not part of the matrix
+        keep_c = ~cols.map(_blank).to_numpy(dtype=bool)
+        keep_r = ~rows.map(_blank).to_numpy(dtype=bool)
         if keep_c.sum() < 100 or keep_r.sum() < 100:
             raise DataFormatError(f"{path}: sheet {sheet!r} has {keep_r.sum()} row and {keep_c.sum()} column labels at C4/D3, expected hundreds of cell names")
         values = raw.iloc[3:, 3:].to_numpy()[np.ix_(keep_r, keep_c)]
@@ -201,15 +232,28 @@ def read_cook_xlsx(path: Path) -> tuple[pd.DataFrame, set[str]]:
     return pd.concat(frames, ignore_index=True), covered
 
 
-def _read_excel(path: Path, **kwargs) -> pd.DataFrame:
+def _read_excel(path: Path, sheet_name: str | int = 0, **kwargs) -> pd.DataFrame:
+    """One sheet of a spreadsheet (.xls or .xlsx: pandas tells them apart by their bytes)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # xlrd deprecation notices from pandas
+        # xlrd, openpyxl and the zip and XML layers below them raise their own types for damaged files
         try:
-            return pd.read_excel(path, **kwargs)
-        except ValueError as e:
-            raise DataFormatError(f"{path}: {e}") from None
-        except Exception as e:  # xlrd/openpyxl raise their own types for corrupt files
-            raise DataFormatError(f"{path}: not a readable spreadsheet ({type(e).__name__}: {e})") from None
+            book = pd.ExcelFile(path)
+        except Exception as e:  # noqa: BLE001
+            # pandas' own text advises passing an engine, which is no remedy for a damaged file
+            why = ("its bytes are neither an .xls nor an .xlsx workbook" if "format cannot be determined" in str(e)
+                   else f"{type(e).__name__}: {e}")
+            raise DataFormatError(f"{path}: not a readable spreadsheet ({why}); expected the published .xls/.xlsx "
+                                  "file: download or copy it again") from None
+        with book:
+            if isinstance(sheet_name, str) and sheet_name not in book.sheet_names:
+                raise DataFormatError(f"{path}: no sheet {sheet_name!r}; found sheets {book.sheet_names}, expected "
+                                      "the sheets of the published file")
+            try:
+                return book.parse(sheet_name, **kwargs)
+            except Exception as e:  # noqa: BLE001
+                raise DataFormatError(f"{path}: sheet {sheet_name!r} is not a readable spreadsheet sheet "
+                                      f"({type(e).__name__}: {e})") from None
 
 
 WITVLIET_STAGES = {1: "L1", 2: "L1", 3: "L1", 4: "L1", 5: "L2", 6: "L3", 7: "adult", 8: "adult"}
@@ -244,8 +288,9 @@ def dense_matrices(edges: pd.DataFrame, covered: set[str], names: list[str]) -> 
     is_neuron = edges["pre"].isin(index) & edges["post"].isin(index)
     dropped = edges[~is_neuron]
     e = edges[is_neuron]
-    pre = e["pre"].map(index).to_numpy()
-    post = e["post"].map(index).to_numpy()
+    # int64 also when no edge is left: an empty float index array would make np.add.at raise
+    pre = e["pre"].map(index).to_numpy(dtype=np.int64)
+    post = e["post"].map(index).to_numpy(dtype=np.int64)
     w = e["weight"].to_numpy(dtype=np.float64)
     chem = e["type"].to_numpy() == "chemical"
 

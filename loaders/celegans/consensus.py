@@ -159,6 +159,9 @@ def read_consensus_csv(path) -> tuple[pd.DataFrame, set[str]]:
         raise
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataFormatError(f"{path}: not a readable consensus connectome CSV: {e}") from None
+    if not seen:
+        raise DataFormatError(f"{path}: no rows after the header line, expected one row per ordered pair of neurons "
+                              "(all pairs in the full files, pairs with a weight in the trimmed ones)")
     edges = pd.DataFrame(
         {
             "pre": pd.Series(pre, dtype=str),

@@ -6,6 +6,11 @@ groups with ``volumes/raw`` (3, Z, Y, X) uint16, 12-bit values, and
 ``sample_list_per_split.txt``. Zenodo ships the trees as zip archives whose
 members are ``completely/<split>/<sample>.zarr/...``; those are read in place
 with :class:`zarr.storage.ZipStore`, never extracted.
+
+Samples larger than the documented limits (:data:`MAX_EDGE` voxels along an
+axis, :data:`MAX_INSTANCES` GT channels, :data:`MAX_SAMPLE_BYTES` per sample,
+:data:`MAX_CHUNK_BYTES` per chunk) are refused from their array headers, before
+any data is read.
 """
 from __future__ import annotations
 
@@ -30,6 +35,12 @@ SPLIT_FILE = "sample_list_per_split.txt"
 RAW_KEY, GT_KEY = "volumes/raw", "volumes/gt_instances"
 N_COLOURS = 3
 MAX_RAW = 4095  # 12-bit camera values stored in uint16
+# Size limits, checked from the array headers before anything is read (a damaged header can declare
+# terabytes of fill values). A real sample is about 400 x 700 x 700 voxels with a handful of neurons.
+MAX_EDGE = 4096  # voxels along z, y or x
+MAX_INSTANCES = 255  # GT channel k holds the value k + 1 in uint8
+MAX_SAMPLE_BYTES = 16 << 30  # raw (3 x 2 bytes) plus GT (1 byte per channel) per voxel
+MAX_CHUNK_BYTES = 1 << 30  # one decoded chunk (the release's are 250 kB)
 _MEMBER = re.compile(r"(completely|partly)/(train|val|test)/([^/]+)\.zarr/")
 
 
@@ -143,8 +154,8 @@ def samples_in_zip(archive: Path) -> list[SampleRef]:
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
-    except zipfile.BadZipFile as e:
-        raise DataFormatError(f"{archive}: not a readable zip archive ({e})") from e
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:  # ValueError: e.g. a negative offset
+        raise DataFormatError(f"{archive}: not a readable zip archive ({type(e).__name__}: {e})") from None
     found = {}
     for n in names:
         n = safe_member(n, archive)
@@ -170,6 +181,9 @@ def check_arrays(ref: SampleRef, group: zarr.Group) -> tuple[zarr.Array, zarr.Ar
             a = group[key]
         except KeyError:
             a = None
+        except Exception as e:  # noqa: BLE001 -- zarr and numcodecs raise many types for damaged metadata
+            raise DataFormatError(f"sample {name}: array {key} in {ref.where} has unreadable metadata "
+                                  f"({type(e).__name__}: {e}); expected a zarr v2 array {expect}") from None
         if not isinstance(a, zarr.Array):
             raise DataFormatError(f"sample {name}: array {key} is missing in {ref.where}; expected {expect}")
         arrays[key] = a
@@ -188,4 +202,27 @@ def check_arrays(ref: SampleRef, group: zarr.Group) -> tuple[zarr.Array, zarr.Ar
     if gt.shape[0] == 0 or 0 in raw.shape:
         raise DataFormatError(f"sample {name}: array {GT_KEY} has shape {gt.shape} and {RAW_KEY} {raw.shape}, "
                               "expected at least one instance channel and a non-empty volume")
+    check_sizes(ref, raw, gt)
     return raw, gt
+
+
+def check_sizes(ref: SampleRef, raw: zarr.Array, gt: zarr.Array) -> None:
+    """Refuse, from the headers alone, samples beyond the documented limits (:data:`MAX_EDGE`,
+    :data:`MAX_INSTANCES`, :data:`MAX_SAMPLE_BYTES`, :data:`MAX_CHUNK_BYTES`)."""
+    name, (Z, Y, X), n = ref.name, raw.shape[1:], gt.shape[0]
+    real = "a FISBe sample is about 400 x 700 x 700 voxels"
+    if max(Z, Y, X) > MAX_EDGE:
+        raise DataFormatError(f"sample {name}: array {RAW_KEY} has shape {raw.shape}, more than the limit of {MAX_EDGE} "
+                              f"voxels along z, y or x ({real}); the header is damaged or this is not a FISBe sample")
+    if n > MAX_INSTANCES:
+        raise DataFormatError(f"sample {name}: array {GT_KEY} has {n} instance channels, more than {MAX_INSTANCES} "
+                              "(channel k holds the uint8 value k + 1)")
+    total = Z * Y * X * (3 * raw.dtype.itemsize + n * gt.dtype.itemsize)
+    if total > MAX_SAMPLE_BYTES:
+        raise DataFormatError(f"sample {name}: arrays {RAW_KEY} {raw.shape} and {GT_KEY} {gt.shape} hold "
+                              f"{total / 2**30:.1f} GiB, more than the limit of {MAX_SAMPLE_BYTES >> 30} GiB per sample ({real})")
+    for key, a in ((RAW_KEY, raw), (GT_KEY, gt)):
+        chunk = int(np.prod(a.chunks, dtype=np.int64)) * a.dtype.itemsize
+        if chunk > MAX_CHUNK_BYTES:
+            raise DataFormatError(f"sample {name}: array {key} has chunks {a.chunks} of {chunk / 2**20:.0f} MiB, more "
+                                  f"than the limit of {MAX_CHUNK_BYTES >> 20} MiB per chunk; the header is damaged")

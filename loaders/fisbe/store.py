@@ -33,6 +33,7 @@ from .release import (
 VOXEL_SIZE_UM = 0.44  # isotropic (FISBe datasheet)
 CHUNK = 64  # spatial chunk edge of the store: patch reads for training
 Z_SLAB = 64  # z planes copied at a time (one chunk row): a real-size sample never sits in memory whole
+SLAB_BYTES = 1 << 30  # fewer planes at a time where 64 of them would hold more than this
 RAW_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=3, shuffle=numcodecs.Blosc.BITSHUFFLE)
 GT_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 OFFICIAL_COUNTS = {("completely", "train"): 18, ("completely", "val"): 5, ("completely", "test"): 7,
@@ -92,7 +93,12 @@ def sample_refs(files: dict[str, Path]) -> list[SampleRef]:
 def check_splits(refs: list[SampleRef], split_file: Path | None) -> dict:
     """Cross-check sample locations with the split list and the official split; return release attrs."""
     if split_file is not None:
-        listed = parse_split_list(split_file.read_text(), str(split_file))
+        try:
+            text = split_file.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataFormatError(f"{split_file}: not a readable text file ({e}); expected the official "
+                                  f"{SPLIT_FILE}") from None
+        listed = parse_split_list(text, str(split_file))
         for r in refs:
             if r.name not in listed:
                 raise DataFormatError(f"sample {r.name}: in {r.subset}/{r.split} but not listed in {split_file}")
@@ -171,15 +177,16 @@ def copy_sample(root: zarr.Group, ref: SampleRef, raw_in, gt_in) -> dict:
                  "description": "channel k of volumes/gt_instances (value k+1) is instance k+1; neurons may overlap"},
                 GT_COMPRESSOR)
     counts = np.zeros(n, dtype=np.int64)
-    for z0 in range(0, Z, Z_SLAB):
-        zs = slice(z0, min(Z, z0 + Z_SLAB))
-        block = np.asarray(raw_in[:, zs])
+    step = max(1, min(Z_SLAB, SLAB_BYTES // (Y * X * (6 + n))))
+    for z0 in range(0, Z, step):
+        zs = slice(z0, min(Z, z0 + step))
+        block = _read_slab(ref, RAW_KEY, raw_in, zs)
         vmax = int(block.max())
         if vmax > MAX_RAW:
             raise DataFormatError(f"sample {ref.name}: array {RAW_KEY} has maximum {vmax} (z {zs.start}..{zs.stop - 1}), "
                                   f"expected 12-bit values <= {MAX_RAW}")
         raw[:, zs] = block
-        labels = np.asarray(gt_in[:, zs]) != 0
+        labels = _read_slab(ref, GT_KEY, gt_in, zs) != 0
         counts += labels.reshape(n, -1).sum(1)
         gt[:, zs] = labels
     if not counts.any():
@@ -199,6 +206,16 @@ def copy_sample(root: zarr.Group, ref: SampleRef, raw_in, gt_in) -> dict:
     g.attrs.update({"sample": ref.name, "subset": ref.subset, "split": ref.split,
                     "voxel_size_um": [VOXEL_SIZE_UM] * 3, "empty_instances": empty, **ome_metadata(ref.name)})
     return {"sample": ref.name, "subset": ref.subset, "split": ref.split, "n_instances": n, "size_z": Z, "size_y": Y, "size_x": X}
+
+
+def _read_slab(ref: SampleRef, key: str, array, zs: slice) -> np.ndarray:
+    """``array[:, zs]``; a chunk that cannot be read or decoded is a :class:`DataFormatError`."""
+    try:
+        return np.asarray(array[:, zs])
+    except Exception as e:  # noqa: BLE001 -- zarr, numcodecs, zlib and zipfile raise many types for damaged chunks
+        raise DataFormatError(f"sample {ref.name}: array {key}, z {zs.start}..{zs.stop - 1}: a chunk in {ref.where} "
+                              f"cannot be read ({type(e).__name__}: {e}); the sample is damaged: download or copy "
+                              "it again") from None
 
 
 def write_store(files: dict[str, Path], target: Path) -> int:

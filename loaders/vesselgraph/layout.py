@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import lzma
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from neuroharness.errors import DataFormatError
@@ -29,6 +31,9 @@ from .. import io
 from .table import NAME, graph_table
 
 SUFFIXES = {"nodes": "_nodes_processed.csv", "edges": "_edges_processed.csv", "atlas": "_atlas_processed.csv"}
+# what zipfile and its decompressors raise for damaged or unsupported archives (encrypted members raise
+# RuntimeError, unknown compression methods NotImplementedError, bz2 OSError), and the file errors below them
+ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, NotImplementedError, RuntimeError, OSError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,13 +49,68 @@ class FileRef:
 
     @contextlib.contextmanager
     def open(self):
-        """The file opened for binary reading (a zip member is decompressed as it is read)."""
+        """The file opened for binary reading (a zip member is decompressed as it is read).
+
+        A file that cannot be opened, and a damaged archive (also a damaged
+        deflate stream or a wrong CRC met while the caller reads), are
+        :class:`DataFormatError` naming the file or member; the caller's own
+        exceptions pass unchanged.
+        """
         if self.member is None:
-            with open(self.path, "rb") as fh:
+            try:
+                fh = open(self.path, "rb")
+            except OSError as e:
+                raise DataFormatError(f"{self.where}: the file cannot be read ({e})") from None
+            with fh:
                 yield fh
-        else:
-            with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as fh:
-                yield fh
+            return
+        try:
+            zf = zipfile.ZipFile(self.path)
+        except (*ARCHIVE_ERRORS, ValueError) as e:  # ValueError: e.g. a negative offset in a damaged directory
+            raise self._damaged(e) from None
+        with zf:
+            try:
+                fh = zf.open(self.member)
+            except (*ARCHIVE_ERRORS, ValueError) as e:
+                raise self._damaged(e) from None
+            with fh:
+                yield _GuardedMember(fh, self)
+
+    def _damaged(self, e: BaseException) -> DataFormatError:
+        return DataFormatError(f"{self.where}: the zip member cannot be read ({type(e).__name__}: {e}); the archive is "
+                               "damaged: download or copy it again")
+
+
+class _GuardedMember:
+    """A zip member stream whose archive errors are :class:`DataFormatError` (pyarrow re-raises what its
+    Python file objects raise, so a reader sees the harness's error, not zlib's)."""
+
+    def __init__(self, fh, ref: FileRef):
+        self._fh, self._ref = fh, ref
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def _guard(self, method, *args):
+        try:
+            return method(*args)
+        except ARCHIVE_ERRORS as e:
+            raise self._ref._damaged(e) from None
+
+    def read(self, *args):
+        return self._guard(self._fh.read, *args)
+
+    def read1(self, *args):
+        return self._guard(self._fh.read1, *args)
+
+    def readline(self, *args):
+        return self._guard(self._fh.readline, *args)
+
+    def readinto(self, buffer):
+        return self._guard(self._fh.readinto, buffer)
+
+    def peek(self, *args):
+        return self._guard(self._fh.peek, *args)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +181,10 @@ def graphs_in_zip(archive: Path) -> list[GraphRef]:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [safe_member(n, archive) for n in zf.namelist() if not n.endswith("/")]
-    except zipfile.BadZipFile as e:
-        raise DataFormatError(f"{archive}: not a readable zip archive ({e})") from e
+    except DataFormatError:
+        raise
+    except (*ARCHIVE_ERRORS, ValueError) as e:  # ValueError: e.g. a negative offset in a damaged directory
+        raise DataFormatError(f"{archive}: not a readable zip archive ({type(e).__name__}: {e})") from None
     refs = _graphs(members, lambda m: FileRef(archive, m), archive.stem, str(archive))
     if len(refs) == 1 and refs[0].name not in graph_table() and archive.stem in graph_table():
         refs = [refs[0].renamed(archive.stem)]  # <graph>.zip, as released, holding one graph under another folder name

@@ -59,7 +59,7 @@ def parse_table(text: str, source: str) -> list[GraphEntry]:
         sha = row["sha256"].lower() or None
         if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise DataFormatError(f"{source} line {i}, column sha256: found {row['sha256']!r}, expected 64 hex digits or empty")
-        if row["size"] and not row["size"].isdigit():
+        if row["size"] and not re.fullmatch(r"[0-9]+", row["size"]):  # str.isdigit() also accepts '²', which int() refuses
             raise DataFormatError(f"{source} line {i}, column size: found {row['size']!r}, expected bytes or empty")
         if row["archive"] and ("/" in row["archive"] or row["archive"].startswith(".")):
             raise DataFormatError(f"{source} line {i}, column archive: {row['archive']!r} must be a plain file name")
@@ -81,7 +81,12 @@ def graph_table() -> dict[str, GraphEntry]:
         path = Path(user).expanduser()
         if not path.is_file():
             raise DataFormatError(f"${ENV_TABLE} names {path}, which is not a file; expected a TSV with columns {COLUMNS}")
-        for e in parse_table(path.read_text(), str(path)):
+        try:
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise DataFormatError(f"{path} (${ENV_TABLE}): not UTF-8 text ({e}); expected a TSV with columns "
+                                  f"{COLUMNS}") from None
+        for e in parse_table(text, str(path)):
             table[e.graph] = e
     return table
 
