@@ -15,6 +15,7 @@ celegans-forecast               :class:`ForecastModel`        ``ForecastTraining
 vesselgraph-link-prediction     :class:`LinkModel`            ``LinkData`` (``LinkSplit.model_view``)
 vesselgraph-vessel-classification :class:`VesselModel`        ``VesselData.without_test_labels()``
 fisbe-instance-segmentation     :class:`FisbeModel`           ``StoreData.without_test()``
+nsd-encoding                    :class:`EncodingModel`        ``NsdTrainingView`` (``.train(subject)``, ``.val(subject)``)
 =============================== ============================= ==========================================
 
 A model written outside the repository is registered through the entry-point
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .celegans.structure_function import Inputs, Pairs
     from .celegans.windows import RaggedActivity
     from .fisbe.instance_segmentation import StoreData
+    from .nsd.data import EncodingSet
     from .vesselgraph.link_prediction import LinkData
     from .vesselgraph.vessel_classification import VesselData
 
@@ -122,6 +124,20 @@ class FisbeModel(Protocol):
     def predict(self, raw: np.ndarray) -> np.ndarray: ...
 
 
+@runtime_checkable
+class EncodingModel(Protocol):
+    """``nsd-encoding``: one copy is fitted per subject.
+
+    ``fit(train, seed)``: ``train`` an :class:`~.nsd.data.EncodingSet` of one subject's training images
+    (``images`` lazy (n, y, x, rgb) uint8, ``fmri`` (n, V) float32 z-scored betas). ``predict(data)``: the
+    (n, V) float32 responses to ``data``'s images, vertex columns in the order of ``data.hemisphere``.
+    """
+
+    def fit(self, train: EncodingSet, seed: int) -> Any: ...
+
+    def predict(self, data: EncodingSet) -> np.ndarray: ...
+
+
 #: The protocol a model of each task follows.
 BY_TASK: dict[str, type] = {
     "celegans-structure-function": StructureFunctionModel,
@@ -129,6 +145,7 @@ BY_TASK: dict[str, type] = {
     "vesselgraph-link-prediction": LinkModel,
     "vesselgraph-vessel-classification": VesselModel,
     "fisbe-instance-segmentation": FisbeModel,
+    "nsd-encoding": EncodingModel,
 }
 
-__all__ = ["BY_TASK", "FisbeModel", "ForecastModel", "LinkModel", "StructureFunctionModel", "VesselModel"]
+__all__ = ["BY_TASK", "EncodingModel", "FisbeModel", "ForecastModel", "LinkModel", "StructureFunctionModel", "VesselModel"]

@@ -10,7 +10,8 @@ NaN/inf; integer ranges; ids that name nothing the task knows (an unknown
 neuron, with its row); self-pairs and either-order duplicates for unordered
 pairs; duplicates; ids that are not in the template; template ids that are
 missing. :func:`check_names` is the same id-set check for submissions holding
-one array per named item (FISBe volumes).
+one array per named item (FISBe volumes, NSD hemispheres), which :class:`ArrayFile`
+opens and reads one array at a time.
 
 Files are judged from their headers before any data is read
 (:func:`read_table`, :func:`check_size`): the names of the columns/arrays,
@@ -26,8 +27,10 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,6 +346,219 @@ def zarr_declared_bytes(a) -> int:
     dtype = np.dtype(a.dtype) if isinstance(a.dtype, np.dtype) else np.dtype(object)
     chunk = max((declared_bytes(c, dtype) for c in (a.chunks, getattr(a, "shards", None) or ()) if c), default=0)
     return max(declared_bytes(a.shape, dtype), chunk)
+
+
+# -- one array per name ------------------------------------------------------------------------------------
+_PIECE = 1 << 22  # bytes decompressed at a time when streaming an .npy member
+
+
+def sparse_zeros(shape, dtype) -> np.ndarray:
+    """A zero-filled, writable, C-contiguous array whose untouched pages take no memory.
+
+    FISBe volumes are ~99.9 % background: a (385, 685, 686) int32 label image is
+    0.72 GB and an 11-neuron bool GT stack 2 GB, but their nonzero voxels touch a
+    few MB.  The array lives in a private anonymous mapping (transparent huge pages
+    off, so a write commits one 4 KiB page, not 2 MiB): pages never written read
+    as zeros from the kernel's shared zero page and add nothing to the resident
+    set.  Falls back to ``np.zeros`` where such a mapping is unavailable.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < (1 << 20) or dtype.hasobject or not hasattr(mmap, "MAP_PRIVATE"):
+        return np.zeros(shape, dtype)
+    try:
+        mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0))
+    except (OSError, ValueError):
+        return np.zeros(shape, dtype)
+    advice = getattr(mmap, "MADV_NOHUGEPAGE", None)
+    if advice is not None:
+        try:
+            mm.madvise(advice)
+        except OSError:
+            pass
+    return np.frombuffer(mm, dtype=dtype).reshape(shape)  # the array keeps the mapping alive
+
+
+def _read_npy_data(f, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """The C-order data of an .npy stream positioned after its header, into :func:`sparse_zeros`.
+
+    Decompresses :data:`_PIECE` bytes at a time and copies only the pages that hold
+    a nonzero byte, so a sparse volume costs its foreground, not its size (the
+    values are those ``np.load`` returns; a dense array costs what ``np.load`` does).
+    Raises ``ValueError`` on a short stream.
+    """
+    out = sparse_zeros(shape, dtype)
+    flat = out.reshape(-1).view(np.uint8)
+    page = mmap.PAGESIZE
+    pos, n = 0, flat.size
+    while pos < n:
+        want = min(_PIECE, n - pos)
+        buf = f.read(want)
+        if len(buf) != want:
+            raise ValueError(f"EOF: reading array data, expected {n} bytes, got {pos + len(buf)}")
+        b = np.frombuffer(buf, np.uint8)
+        full = want - want % page
+        if full:
+            pages = b[:full].reshape(-1, page)
+            hot = pages.view(np.uint64).any(axis=1) if page % 8 == 0 else pages.any(axis=1)
+            if hot.all():
+                flat[pos:pos + full] = b[:full]
+            elif hot.any():
+                flat[pos:pos + full].reshape(-1, page)[hot] = pages[hot]
+        if full < want and b[full:].any():
+            flat[pos + full:pos + want] = b[full:]
+        pos += want
+    f.read(1)  # reach the member's end, so that zipfile checks its CRC
+    return out
+
+
+class ArrayFile:
+    """The arrays of a submission by name, read lazily (one array in memory at a time).
+
+    ``source``: a ``.npz`` (members' npy headers read first, data only when loaded, never
+    unpickled), a Zarr folder (``.zarr`` or any folder holding ``.zgroup``/``zarr.json``), a
+    zipped Zarr (``.zip``), or a mapping ``{name: array}``; Zarr stores are opened read-only.
+    Everything that can be judged without reading data is judged on opening: pickles
+    (whatever the suffix), the size limit on disk and as declared (zip directory, npy headers,
+    Zarr metadata), member paths escaping the archive, links in folders, pickle codecs, groups
+    where arrays belong. ``names`` lists the arrays as stored. A task subclasses it to word
+    its messages (the class attributes below).
+    """
+
+    #: What the "unsupported format" refusal says a submission may be.
+    formats = "use .npz, a .zarr folder or a zipped Zarr (.zip)"
+    #: What the top level of a Zarr submission holds, said when a member is a group.
+    layout = "one array per name at the top level"
+    #: With a text, an .npz member of dtype object is refused on opening, saying this is expected
+    #: instead; None leaves it to the task's header check (numpy would need to unpickle it to load it,
+    #: which :meth:`load` never does).
+    object_expected: str | None = None
+    #: What an array is to the task, named in that refusal: "sample" gives "array 'x' (sample x)".
+    item = ""
+
+    def __init__(self, source):
+        self._zip = self._group = self._store = self._dict = None
+        self._members: dict[str, str] = {}
+        self._headers: dict[str, tuple] = {}
+        if isinstance(source, Mapping):
+            self.name = "predictions"
+            self._dict = {str(k): v for k, v in source.items()}
+            self.names = list(self._dict)
+            return
+        path = Path(source)
+        self.name = str(path)
+        if not path.exists():
+            raise SubmissionError(f"{path}: file not found")
+        refuse_pickle(path)
+        suffix = path.suffix.lower()
+        limit = max_submission_bytes()  # checked before any array is read: size on disk, then uncompressed size
+        try:
+            if path.is_dir():
+                check_folder(path, limit)
+            elif path.stat().st_size > limit:
+                raise _too_large(path, "the file has", path.stat().st_size, limit)
+            if suffix == ".npz" and not path.is_dir():
+                self._open_npz(path, limit)
+            elif (suffix == ".zip" and not path.is_dir()) or (path.is_dir() and (
+                    suffix == ".zarr" or any((path / f).exists() for f in (".zgroup", "zarr.json")))):
+                self._open_zarr(path, limit)
+            else:
+                raise SubmissionError(f"{path}: unsupported format {suffix or '(folder)'!r}; {self.formats}; "
+                                      "pickle is never accepted")
+        except SubmissionError:
+            self.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - zipfile and zarr raise many kinds of errors on malformed files
+            self.close()
+            raise SubmissionError(f"{path}: unreadable {suffix or 'folder'} predictions ({type(e).__name__}: {e})") from None
+
+    def _open_npz(self, path: Path, limit: int) -> None:
+        """The zip directory and every member's npy header, nothing decompressed beyond the headers."""
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            found = sniff(path)
+            hint = f"; the file looks like {'a single .npy array' if found == 'npy' else found}" if found else ""
+            raise SubmissionError(f"{path}: not an .npz (zip) archive ({type(e).__name__}: {e}){hint}; write it with "
+                                  f"write_predictions or numpy.savez ({NO_PICKLE})") from None
+        headers = npz_headers(path, self._zip, limit, "array")
+        for name, (_, _, dtype) in headers.items():
+            if dtype.hasobject and self.object_expected is not None:
+                label = f" ({self.item} {name})" if self.item else ""
+                raise SubmissionError(
+                    f"{path}: array {name!r}{label} has dtype object (Python objects, which numpy stores "
+                    f"as a pickle); {NO_PICKLE}: {self.object_expected}")
+        self._members = {k: info.filename for k, (info, _, _) in headers.items()}
+        self._headers = {k: (shape, dtype) for k, (_, shape, dtype) in headers.items()}
+        self.names = list(headers)
+
+    def _open_zarr(self, path: Path, limit: int) -> None:
+        """A Zarr folder or zipped Zarr: paths, links, codecs and declared sizes checked before any chunk."""
+        import zarr
+
+        self._group, self._store = open_zarr(path, limit)
+        members = dict(self._group.members())
+        groups = [k for k, v in members.items() if not isinstance(v, zarr.Array)]
+        if groups:
+            raise SubmissionError(f"{path}: member {groups[0]!r} is a group; expected {self.layout}")
+        total = sum(zarr_declared_bytes(a) for a in members.values())
+        if total > limit:
+            raise _too_large(path, "its arrays hold", total, limit)
+        self.names = list(members)
+
+    def _given(self, name: str, as_numpy: bool = False):
+        """A mapping's value ``name`` as something with a shape and a dtype (a numpy array with ``as_numpy``)."""
+        a = self._dict[name]
+        if as_numpy or not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            try:
+                a = np.asarray(a)
+            except (ValueError, TypeError) as e:
+                raise SubmissionError(f"{self.name}: {name!r} is not an array ({e})") from None
+        return a
+
+    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """(shape, dtype) of array ``name`` without reading its data."""
+        if self._dict is not None:
+            a = self._given(name)
+            return tuple(a.shape), np.dtype(a.dtype)
+        if self._zip is not None:
+            return self._headers[name]
+        try:
+            a = self._group[name]
+            return tuple(a.shape), a.dtype if isinstance(a.dtype, np.dtype) else np.dtype(object)
+        except Exception as e:  # noqa: BLE001 - zarr raises many kinds of errors on malformed metadata
+            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({type(e).__name__}: {e})") from None
+
+    def load(self, name: str) -> np.ndarray:
+        """The data of array ``name`` as a numpy array; an .npz member in C order streams into
+        :func:`sparse_zeros` (a mostly-zero volume costs its foreground)."""
+        if self._dict is not None:
+            return self._given(name, as_numpy=True)
+        try:
+            if self._zip is not None:
+                with self._zip.open(self._members[name]) as f:
+                    shape, dtype, fortran = npy_header(f, fortran_order=True)
+                    if not fortran and not dtype.hasobject and dtype.itemsize:
+                        return _read_npy_data(f, shape, dtype)
+                with self._zip.open(self._members[name]) as f:  # other layouts: as numpy reads them
+                    return np.load(f, allow_pickle=False)
+            return np.asarray(self._group[name][...])
+        except Exception as e:  # noqa: BLE001 - truncated data, bad CRC, damaged chunks: many kinds of errors
+            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({why(e)}); "
+                                  "the file is damaged or truncated") from None
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # -- tables --------------------------------------------------------------------------------------------

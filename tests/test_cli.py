@@ -62,7 +62,8 @@ def test_datasets_list(capsys):
     assert main(["datasets", "list"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert [line.split()[0] for line in lines] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe", "vesselgraph"]
+    assert [line.split()[0] for line in lines] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe",
+                                                      "nsd-algonauts2023", "vesselgraph"]
     assert all(re.search(r" v1\.0 +(prepared|not prepared) ", line) for line in lines)
 
 
@@ -94,14 +95,15 @@ def test_tasks_info_json(capsys):
 
 
 # -- usage errors: bad command-line values, reported before any work -----------------
-VALID_TASKS = f"celegans-forecast, {TASK}, fisbe-instance-segmentation, vesselgraph-link-prediction, vesselgraph-vessel-classification"
+VALID_TASKS = (f"celegans-forecast, {TASK}, fisbe-instance-segmentation, nsd-encoding, vesselgraph-link-prediction, "
+               "vesselgraph-vessel-classification")
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, vesselgraph"),
-        (["datasets", "prepare", "celegans-connectome", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, vesselgraph"),
+        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, nsd-algonauts2023, vesselgraph"),
+        (["datasets", "prepare", "celegans-connectome", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, nsd-algonauts2023, vesselgraph"),
         (["datasets", "prepare", "celegans-connectome", "celegans-funatlas", "--source", "x"],
          "--source applies to one dataset; got 2: celegans-connectome, celegans-funatlas"),
         (["datasets", "prepare", "fisbe", "--only", "x"],

@@ -376,7 +376,7 @@ def test_gt_chunk_listing(tmp_path, layout):
 def test_sparse_zeros_costs_only_written_pages():
     import sys
 
-    from neuroharness.tasks.fisbe.instance_segmentation import sparse_zeros
+    from neuroharness.tasks.submission import sparse_zeros
 
     a = sparse_zeros((64, 1024, 1024), np.int32)  # 256 MiB of address space
     assert a.dtype == np.int32 and a.shape == (64, 1024, 1024) and a.flags.c_contiguous and a.flags.writeable
@@ -410,7 +410,9 @@ def test_npz_members_stream_like_np_load(tmp_path, monkeypatch, case):
     if case == "fortran":
         a = np.asfortranarray(a)
     if case == "tail":
-        monkeypatch.setattr(mod, "_PIECE", 3 * 4096 + 8)  # pieces ending inside a page
+        from neuroharness.tasks import submission
+
+        monkeypatch.setattr(submission, "_PIECE", 3 * 4096 + 8)  # pieces ending inside a page
     path = tmp_path / "p.npz"
     (np.savez if case == "stored" else np.savez_compressed)(path, s=a)
     with mod.PredictionFile(path) as pf:

@@ -25,6 +25,8 @@ block is gone. What is done with each block, and why:
   unreachable from CI) and train for minutes to hours. Every verb and flag a command uses must be listed
   by its ``neuroharness VERB --help``, the whole command line must parse, and its task, dataset, model,
   option and graph names must exist.
+- **NSD** (bash): run as written, offline, in an empty cache: a synthetic subject (NSD itself may not be
+  redistributed), prepared, two baselines run and ranked. The scores the text after the block states are asserted.
 - **Your own model** (python): run on the real data; the columns and orientation that its comments
   state are asserted. (toml): parsed; the entry point must be the example plugin's, for a registered task,
   naming a factory that the plugin package defines.
@@ -80,6 +82,7 @@ QUICKSTART, OUTPUT, WHAT_NEXT, OFFLINE = "Quickstart", "What the first command p
 DATASETS, SUBMIT, OWN_MODEL = "Datasets", "Submitting predictions", "Your own model"
 FISBE = "Dataset `fisbe` and task `fisbe-instance-segmentation`"
 VESSELGRAPH = "Dataset `vesselgraph` and tasks `vesselgraph-link-prediction`, `vesselgraph-vessel-classification`"
+NSD = "Dataset `nsd-algonauts2023` and task `nsd-encoding`"
 PERFORMANCE, LAYOUT = "Performance", "Layout"
 
 # (heading, fence language) -> what is done with the block (the module docstring says why)
@@ -91,6 +94,7 @@ BLOCKS = {
     (SUBMIT, "bash"): "run",
     (FISBE, "bash"): "checked against --help and the parser",
     (VESSELGRAPH, "bash"): "checked against --help and the parser",
+    (NSD, "bash"): "run",
     (OWN_MODEL, "python"): "run",
     (OWN_MODEL, "toml"): "checked against the example plugin",
     (PERFORMANCE, "bash"): "collected by pytest",
@@ -387,7 +391,7 @@ def test_what_next(in_real_home):
     ran = [run_command(line, argv, cwd) for line, argv in commands(block(WHAT_NEXT, "bash"))]
     listed = [ln.split()[0] for ln in ran[0].out.splitlines() if ln.strip()]
     assert ran[0].argv[1:] == ["tasks", "list"] and sorted(listed) == sorted(nh.list_tasks())
-    assert len(listed) == 5, "the README says 'the five tasks'"
+    assert len(listed) == 6, "the README says 'the six tasks'"
     assert ran[1].argv[1:3] == ["leaderboard", "--all"]
     index = (cwd / "site" / "index.html").read_text()
     assert f"{TASK}.html" in index
@@ -698,3 +702,23 @@ def test_layout_names_existing_paths():
             if not (path / f).exists():
                 missing.append(str((path / f).relative_to(ROOT)))
     assert not missing, f"README.md:{b.line}: the Layout names paths that do not exist: {missing}"
+
+
+# -- NSD ---------------------------------------------------------------------------------
+def test_nsd_block_on_a_synthetic_subject(tmp_path, monkeypatch, offline):
+    from neuroharness.leaderboards.records import read_records
+
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home"))
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    b = block(NSD, "bash")
+    ran = [run_command(line, argv, cwd) for line, argv in commands(b)]
+    run = next(r for r in ran if r.argv[1] == "run")
+    out = Path(cwd / run.argv[run.argv.index("--out") + 1])
+    scores = {r["model"]["name"]: r["metrics"]["main_score"] for _, r in read_records(out)}
+    text = README.read_text()
+    stated = re.search(r"`pixels-pca-ridge` reaches mean r = ([0-9.]+) and\s+`mean-response`, the floor, ([0-9.]+)", text)
+    assert stated, "the README states both scores after the NSD block"
+    assert round(scores["pixels-pca-ridge"], 2) == float(stated.group(1))
+    assert scores["mean-response"] == float(stated.group(2))
+    assert "| 1 | pixels-pca-ridge |" in ran[-1].out

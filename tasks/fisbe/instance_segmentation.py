@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import itertools
 import math
-import mmap
 import os
 import re
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +25,7 @@ import pandas as pd
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 
 from ..base import Task
-from ..submission import (
-    NO_PICKLE, _too_large, check_folder, check_names, max_submission_bytes, npy_header, npz_headers, open_zarr,
-    refuse_pickle, sniff, why, zarr_declared_bytes,
-)
+from ..submission import ArrayFile, check_names, sparse_zeros
 from .cards import INSTANCE_SEGMENTATION, REFERENCE_ROWS
 
 SUBSETS = ("completely", "partly")
@@ -86,69 +80,6 @@ def aggregate(per_sample: dict[str, dict], subset_of: dict[str, str]) -> dict:
 
 
 # -- sparse volumes ------------------------------------------------------------------
-_PIECE = 1 << 22  # bytes decompressed at a time when streaming an .npy member
-
-
-def sparse_zeros(shape, dtype) -> np.ndarray:
-    """A zero-filled, writable, C-contiguous array whose untouched pages take no memory.
-
-    FISBe volumes are ~99.9 % background: a (385, 685, 686) int32 label image is
-    0.72 GB and an 11-neuron bool GT stack 2 GB, but their nonzero voxels touch a
-    few MB.  The array lives in a private anonymous mapping (transparent huge pages
-    off, so a write commits one 4 KiB page, not 2 MiB): pages never written read
-    as zeros from the kernel's shared zero page and add nothing to the resident
-    set.  Falls back to ``np.zeros`` where such a mapping is unavailable.
-    """
-    dtype = np.dtype(dtype)
-    shape = tuple(int(n) for n in shape)
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < (1 << 20) or dtype.hasobject or not hasattr(mmap, "MAP_PRIVATE"):
-        return np.zeros(shape, dtype)
-    try:
-        mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_ANONYMOUS", 0))
-    except (OSError, ValueError):
-        return np.zeros(shape, dtype)
-    advice = getattr(mmap, "MADV_NOHUGEPAGE", None)
-    if advice is not None:
-        try:
-            mm.madvise(advice)
-        except OSError:
-            pass
-    return np.frombuffer(mm, dtype=dtype).reshape(shape)  # the array keeps the mapping alive
-
-
-def _read_npy_data(f, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """The C-order data of an .npy stream positioned after its header, into :func:`sparse_zeros`.
-
-    Decompresses :data:`_PIECE` bytes at a time and copies only the pages that hold
-    a nonzero byte, so a sparse volume costs its foreground, not its size (the
-    values are those ``np.load`` returns).  Raises ``ValueError`` on a short stream.
-    """
-    out = sparse_zeros(shape, dtype)
-    flat = out.reshape(-1).view(np.uint8)
-    page = mmap.PAGESIZE
-    pos, n = 0, flat.size
-    while pos < n:
-        want = min(_PIECE, n - pos)
-        buf = f.read(want)
-        if len(buf) != want:
-            raise ValueError(f"EOF: reading array data, expected {n} bytes, got {pos + len(buf)}")
-        b = np.frombuffer(buf, np.uint8)
-        full = want - want % page
-        if full:
-            pages = b[:full].reshape(-1, page)
-            hot = pages.view(np.uint64).any(axis=1) if page % 8 == 0 else pages.any(axis=1)
-            if hot.all():
-                flat[pos:pos + full] = b[:full]
-            elif hot.any():
-                flat[pos:pos + full].reshape(-1, page)[hot] = pages[hot]
-        if full < want and b[full:].any():
-            flat[pos + full:pos + want] = b[full:]
-        pos += want
-    f.read(1)  # reach the member's end, so that zipfile checks its CRC
-    return out
-
-
 def _flat_nonzero(flat: np.ndarray) -> np.ndarray:
     """``np.flatnonzero`` of a 1-D unsigned array, fast when it is mostly 0: 8-byte words
     are screened first, then only the elements of nonzero words are looked at."""
@@ -161,131 +92,13 @@ def _flat_nonzero(flat: np.ndarray) -> np.ndarray:
 
 
 # -- submissions ---------------------------------------------------------------------
-class PredictionFile:
-    """The arrays of a submission, by name, read lazily (one volume in memory at a time).
+class PredictionFile(ArrayFile):
+    """A FISBe submission: one label image or instance stack per sample (see :class:`~..submission.ArrayFile`),
+    one volume in memory at a time; an .npz member of dtype object is refused on opening."""
 
-    ``source``: a ``.npz`` file (read with ``allow_pickle=False``; array
-    headers are read without loading the data), a Zarr directory (``.zarr``
-    or any folder holding ``.zgroup``/``zarr.json``), a zipped Zarr
-    (``.zip``), or a mapping ``{name: array}``. Nothing is ever unpickled and
-    Zarr stores are opened read-only. Everything that can be judged without reading
-    data is judged when the file is opened: pickles (whatever the suffix), the size
-    limit on disk and as declared by the zip directory, npy headers and Zarr metadata,
-    member paths escaping the archive, links in folders, pickle codecs, object arrays.
-    ``names`` lists the arrays as stored.
-    """
-
-    def __init__(self, source):
-        self._zip = self._group = self._store = self._dict = None
-        if isinstance(source, Mapping):
-            self.name = "predictions"
-            self._dict = {str(k): v for k, v in source.items()}
-            self.names = list(self._dict)
-            return
-        path = Path(source)
-        self.name = str(path)
-        if not path.exists():
-            raise SubmissionError(f"{path}: file not found")
-        refuse_pickle(path)
-        suffix = path.suffix.lower()
-        limit = max_submission_bytes()  # checked before any array is read: size on disk, then uncompressed size
-        try:
-            if path.is_dir():
-                check_folder(path, limit)
-            elif path.stat().st_size > limit:
-                raise _too_large(path, "the file has", path.stat().st_size, limit)
-            if suffix == ".npz" and not path.is_dir():
-                self._open_npz(path, limit)
-            elif (suffix == ".zip" and not path.is_dir()) or (path.is_dir() and (
-                    suffix == ".zarr" or any((path / f).exists() for f in (".zgroup", "zarr.json")))):
-                self._open_zarr(path, limit)
-            else:
-                raise SubmissionError(f"{path}: unsupported format {suffix or '(folder)'!r}; use .npz, a .zarr folder "
-                                      "or a zipped Zarr (.zip); pickle is never accepted")
-        except SubmissionError:
-            self.close()
-            raise
-        except Exception as e:  # noqa: BLE001 - zipfile and zarr raise many kinds of errors on malformed files
-            self.close()
-            raise SubmissionError(f"{path}: unreadable {suffix or 'folder'} predictions ({type(e).__name__}: {e})") from None
-
-    def _open_npz(self, path: Path, limit: int) -> None:
-        """The zip directory and every member's npy header, nothing decompressed beyond the headers."""
-        try:
-            self._zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-            found = sniff(path)
-            hint = f"; the file looks like {'a single .npy array' if found == 'npy' else found}" if found else ""
-            raise SubmissionError(f"{path}: not an .npz (zip) archive ({type(e).__name__}: {e}){hint}; write it with "
-                                  f"write_predictions or numpy.savez ({NO_PICKLE})") from None
-        headers = npz_headers(path, self._zip, limit, "array")
-        for name, (_, _, dtype) in headers.items():
-            if dtype.hasobject:
-                raise SubmissionError(
-                    f"{path}: array {name!r} (sample {name}) has dtype object (Python objects, which numpy stores "
-                    f"as a pickle); {NO_PICKLE}: expected integer labels or bool instance channels")
-        self._members = {k: info.filename for k, (info, _, _) in headers.items()}
-        self._headers = {k: (shape, dtype) for k, (_, shape, dtype) in headers.items()}
-        self.names = list(headers)
-
-    def _open_zarr(self, path: Path, limit: int) -> None:
-        """A Zarr folder or zipped Zarr: paths, links, codecs and declared sizes checked before any chunk."""
-        import zarr
-
-        self._group, self._store = open_zarr(path, limit)
-        members = dict(self._group.members())
-        groups = [k for k, v in members.items() if not isinstance(v, zarr.Array)]
-        if groups:
-            raise SubmissionError(f"{path}: member {groups[0]!r} is a group; expected one array per sample at the top level")
-        total = sum(zarr_declared_bytes(a) for a in members.values())
-        if total > limit:
-            raise _too_large(path, "its arrays hold", total, limit)
-        self.names = list(members)
-
-    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
-        """(shape, dtype) of array ``name`` without reading its data."""
-        if self._dict is not None:
-            a = self._dict[name]
-            if not hasattr(a, "shape") or not hasattr(a, "dtype"):
-                a = np.asarray(a)
-            return tuple(a.shape), np.dtype(a.dtype)
-        if self._zip is not None:
-            return self._headers[name]
-        try:
-            a = self._group[name]
-            dtype = a.dtype if isinstance(a.dtype, np.dtype) else np.dtype(object)
-            return tuple(a.shape), dtype
-        except Exception as e:  # noqa: BLE001 - zarr raises many kinds of errors on malformed metadata
-            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({type(e).__name__}: {e})") from None
-
-    def load(self, name: str) -> np.ndarray:
-        """The data of array ``name`` as a numpy array."""
-        try:
-            if self._dict is not None:
-                return np.asarray(self._dict[name])
-            if self._zip is not None:
-                with self._zip.open(self._members[name]) as f:
-                    shape, dtype, fortran = npy_header(f, fortran_order=True)
-                    if not fortran and not dtype.hasobject and dtype.itemsize:
-                        return _read_npy_data(f, shape, dtype)
-                with self._zip.open(self._members[name]) as f:  # other layouts: as numpy reads them
-                    return np.load(f, allow_pickle=False)
-            return np.asarray(self._group[name][...])
-        except Exception as e:  # noqa: BLE001 - truncated data, bad CRC, damaged chunks: many kinds of errors
-            raise SubmissionError(f"{self.name}: array {name!r} is unreadable ({why(e)}); "
-                                  "the file is damaged or truncated") from None
-
-    def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-        if self._store is not None:
-            self._store.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    layout = "one array per sample at the top level"
+    object_expected = "expected integer labels or bool instance channels"
+    item = "sample"
 
 
 def check_prediction_header(source: str, name: str, shape: tuple, dtype: np.dtype, volume: tuple) -> None:
