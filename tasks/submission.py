@@ -117,6 +117,17 @@ def refuse_pickle(path: Path) -> None:
                               "fixed-width strings) or DataFrame.to_parquet")
 
 
+def check_path(path: Path) -> None:
+    """Refuse a submission path that does not exist, or is neither a regular file nor a folder: a named pipe
+    (opening it waits for a writer, for ever), a socket or a device."""
+    path = Path(path)
+    if not path.exists():
+        raise SubmissionError(f"{path}: file not found")
+    if not (path.is_file() or path.is_dir()):
+        raise SubmissionError(f"{path}: not a regular file or folder (a named pipe, socket or device); "
+                              "expected the predictions file itself")
+
+
 def why(e: Exception) -> str:
     """An exception as a message: ValueError's own text, other kinds prefixed with their name."""
     text = str(e)
@@ -261,6 +272,9 @@ def check_folder(path: Path, limit: int | None = None) -> None:
             if os.path.islink(p):
                 raise SubmissionError(f"{path}: {os.path.relpath(p, path)!r} is a symbolic link; links could point "
                                       "outside the submission and are refused: copy the files into the folder")
+            if not (os.path.isfile(p) or os.path.isdir(p)):
+                raise SubmissionError(f"{path}: {os.path.relpath(p, path)!r} is not a regular file (a named pipe, "
+                                      "socket or device); a submission folder holds only files and folders")
         for name in files:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
@@ -448,8 +462,7 @@ class ArrayFile:
             return
         path = Path(source)
         self.name = str(path)
-        if not path.exists():
-            raise SubmissionError(f"{path}: file not found")
+        check_path(path)
         refuse_pickle(path)
         suffix = path.suffix.lower()
         limit = max_submission_bytes()  # checked before any array is read: size on disk, then uncompressed size
@@ -739,8 +752,7 @@ def check_size(path: str | Path, expected_rows: int | None = None, columns=None)
     links, archive members escaping the archive; with ``expected_rows``/``columns``, the table checks of
     :func:`read_table` too. For an .npz, every member's npy header is parsed (so a malformed one is refused)."""
     path = Path(path)
-    if not path.exists():
-        raise SubmissionError(f"{path}: file not found")
+    check_path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz" and expected_rows is None and columns is None:
         limit = max_submission_bytes()
@@ -769,8 +781,7 @@ def read_table(path: str | Path, expected_rows: int | None = None, columns=None)
     template's length); no object arrays.
     """
     path = Path(path)
-    if not path.exists():
-        raise SubmissionError(f"{path}: file not found")
+    check_path(path)
     columns = None if columns is None else list(columns)
     load = _inspect(path, expected_rows, columns)
     suffix = path.suffix.lower()

@@ -3,15 +3,19 @@
 For every task of ``neuroharness tasks list`` a valid submission is built from its
 ``submission_template`` on small data (synthetic stores from the ``scripts/make_*_fixture.py``
 generators; celegans-structure-function on a small synthetic atlas, since its stores come from
-wheels), then hypothesis damages it: at the content level (columns/fields/arrays dropped, renamed,
-added, retyped to every dtype family, 2-D, NaN/inf, rows dropped, duplicated or pointing at unknown
-ids, empty), at the file level (truncated, bytes flipped, random bytes, empty, a pickle under the
+wheels; nsd-encoding on a one-subject synthetic challenge release), then hypothesis damages it: at
+the content level (columns/fields/arrays dropped, renamed, added, retyped to every dtype family, 2-D,
+NaN/inf, rows dropped, duplicated or pointing at unknown ids, empty; for nsd-encoding's 2-D arrays:
+rows or columns off by one, transposed, hemispheres swapped, unknown subject or hemisphere names),
+at the file level (truncated, bytes flipped, random bytes, empty, a pickle under the
 submission's name, archive members escaping the archive, npy headers and zip directories declaring
 huge sizes, symbolic links and pickle codecs in Zarr stores, the wrong suffix).
 
 Property: ``task.evaluate(path)`` scores (and must, when nothing was damaged) or raises
 :class:`~neuroharness.errors.SubmissionError` whose message starts with the file's path, never
-another exception; nothing is written (the submission's folder and the cache are unchanged) and
+another exception (for nsd-encoding every content damage has a known outcome: valid content scores,
+anything else is refused with the message that names the array, its subject and hemisphere, and the
+row and column of a NaN); nothing is written (the submission's folder and the cache are unchanged) and
 nothing is unpickled. ``--hypothesis-profile=fuzz-long`` runs 1000 examples per test.
 """
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import re
 import struct
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -47,10 +53,12 @@ class _Unpickled:
 
 class Case:
     """One task on small data: ``valid`` is a correct submission as arrays by name; ``kind`` is "table",
-    "forecast" (an .npz of fields) or "volumes" (one array per sample)."""
+    "forecast" (an .npz of fields), "volumes" (one 3-D array per sample) or "encoding" (one 2-D array
+    per subject and hemisphere); ``template`` is the task's submission template."""
 
-    def __init__(self, name: str, task, options: dict, kind: str, valid: dict, root: Path):
+    def __init__(self, name: str, task, options: dict, kind: str, valid: dict, root: Path, template=None):
         self.name, self.task, self.options, self.kind, self.valid, self.root = name, task, options, kind, valid, root
+        self.template = template
 
     def evaluate(self, path):
         return self.task.evaluate(path, options=self.options)
@@ -111,6 +119,7 @@ def cases(tmp_path_factory):
     from neuroharness.loaders.vesselgraph import graph_index, open_vesselgraph
     from neuroharness.tasks import get_card
     from neuroharness.tasks.fisbe.instance_segmentation import FisbeInstanceSegmentation
+    from neuroharness.tasks.nsd.encoding import NsdEncoding
     from neuroharness.tasks.vesselgraph.link_prediction import VesselGraphLinkPrediction
     from neuroharness.tasks.vesselgraph.vessel_classification import VesselGraphVesselClassification
 
@@ -129,6 +138,12 @@ def cases(tmp_path_factory):
         load_script("make_celegans_activity_fixture").write_activity_fixture(root / "act", n_worms=14, seed=1,
                                                                            max_len=600)
         activity = prepare("celegans-activity", source=root / "act", force=True)
+        # 5 test images, 4 + 6 vertices: every wrong shape (rows or columns off by one, transposed, the other
+        # hemisphere's) differs from the right one
+        load_script("make_nsd_challenge_fixture").write_release(
+            root / "nsd", ("subj01",), with_test_fmri=True, n_train=30, n_test=5, vertices=(4, 6), image_size=8,
+            surface=20)
+        prepare("nsd-algonauts2023", source=root / "nsd", force=True)
 
         out = {}
         sf = _structure_function_task()
@@ -165,6 +180,13 @@ def cases(tmp_path_factory):
         out["vesselgraph-vessel-classification"] = Case(
             "vesselgraph-vessel-classification", vc, opts, "table",
             {"vessel": tpl["vessel"].to_numpy(), "label": rng.integers(0, 3, len(tpl))}, root)
+        ne = NsdEncoding()
+        tpl = ne.submission_template()
+        subjects = ne.data().subjects
+        out["nsd-encoding"] = Case(  # the template's rows, each hemisphere's vertices, finite values
+            "nsd-encoding", ne, {}, "encoding",
+            {f"{s}_{h}": rng.normal(size=(int((tpl["subject"] == s).sum()), len(sd.columns(h)))).astype(np.float32)
+             for s, sd in subjects.items() for h in ("lh", "rh")}, root, tpl)
         listed = {line.split()[0] for line in _tasks_list()}
         assert set(out) == listed, f"tasks list {sorted(listed)}: every task needs a fuzz case"
         for c in out.values():  # the valid submissions score: otherwise a refusal would prove nothing
@@ -186,6 +208,11 @@ def _tasks_list() -> list[str]:
 
 
 # -- writing a submission in every format -------------------------------------------------------------------
+def _zarr_name(name: str) -> str:
+    """The array name ``name`` gets in a Zarr store written by :func:`_write` (never outside the store)."""
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name) or "_"
+
+
 def _parquet_column(a: np.ndarray, n: int):
     import pyarrow as pa
 
@@ -230,7 +257,7 @@ def _write(case: Case, arrays: dict, fmt: str, folder: Path, options=None) -> Pa
             group = zarr.open_group(str(path), mode="w", zarr_format=2 if fmt == ".zarr2" else 3)
         for k, a in arrays.items():
             a = np.asarray(a)
-            k = "".join(c if c.isalnum() or c in "_-" else "_" for c in k) or "_"  # never outside the store
+            k = _zarr_name(k)
             try:
                 group.create_array(k, data=a)
             except Exception:  # noqa: BLE001 - a dtype this Zarr format cannot hold: store it as text
@@ -264,8 +291,17 @@ def _unknown_id(case: Case, col: str, a: np.ndarray, draw):
 
 
 @st.composite
-def content_mutations(draw, case: Case):
-    """(description, arrays): the valid submission, or one content-level damage of it."""
+def content_mutations(draw, case: Case, fmt: str):
+    """(description, arrays, expected): the valid submission, or one content-level damage of it, and what
+    evaluate must do: "score", a pattern its refusal matches, or None (score or refuse)."""
+    if case.kind == "encoding":
+        return _encoding_mutation(draw, case, fmt)
+    what, arrays = _mutation(draw, case)
+    return what, arrays, "score" if what.startswith("valid") else None
+
+
+def _mutation(draw, case: Case):
+    """(description, arrays): the valid submission, or one content-level damage of it (tables, volumes)."""
     arrays = {k: np.array(v, copy=True) for k, v in case.valid.items()}
     names = list(arrays)
     if case.kind == "volumes":
@@ -376,6 +412,111 @@ def content_mutations(draw, case: Case):
     return f"{kind} {col} row {row}", arrays
 
 
+# -- nsd-encoding: 2-D arrays named <subject>_<hemisphere> ---------------------------------------------------
+NOT_NAMED = ["subj01_LH", "SUBJ01_lh", "subj01_lh ", " subj01_lh", "subj01_lh.npy", "subj1_lh", "subj001_lh", "lh",
+             "subj01-lh", "subj01__lh", "subj01_lh_", "subj01_xh", "subj01_both", "subj01", "", "subj01_lh\n",
+             "subj01_rh.lh", "subj01_l\u0127"]
+ESCAPING = ["../subj01_lh", "/subj01_lh", "a/../../subj01_lh", "..\\subj01_lh", "C:subj01_lh", "sub/subj01_lh",
+            "subj01_lh/../subj01_rh"]
+UNKNOWN_SUBJECT = ["subj09_lh", "subj00_rh", "subj99_lh", "subj\u0661\u0662_lh"]  # Arabic-Indic digits match \d
+OTHER_SUBJECT = ["subj02_lh", "subj08_rh"]  # NSD subjects not scored with subject=subj01
+NSD_SUBJECTS = [f"subj0{i}" for i in range(1, 9)]
+REFUSED_DTYPES = [d for d in DTYPES if d != "float32"] + ["longdouble", "int32", "uint8"]
+
+
+def _named(name: str, fmt: str) -> str:
+    """The message part that refuses an array (or a member) called ``name`` when written as ``fmt``."""
+    stored = name if fmt.startswith(".npz") else _zarr_name(name)
+    quoted = re.escape(repr(stored))
+    if fmt.startswith(".npz") and name in ESCAPING:  # the zip member is refused, or its name once zipfile cleans it
+        return r"(member '[^']*' is a path outside the archive|array '[^']*' is not named)"
+    m = re.fullmatch(r"(subj\d\d)_(lh|rh)", stored)
+    if m is None:
+        return f"array {quoted} is not named <subject>_<hemisphere>"
+    if m.group(1) not in NSD_SUBJECTS:
+        return f"array {quoted} names an unknown subject {re.escape(repr(m.group(1)))}"
+    assert m.group(1) != "subj01", f"{name!r} is written as a scored array's name"
+    return f"array {quoted}: subject {m.group(1)} is not scored with option subject=subj01"
+
+
+def _encoding_mutation(draw, case: Case, fmt: str):
+    """(description, arrays, expected): the valid submission or one damage of it, and what evaluate must do:
+    "score", or a regular expression the refusal matches after "<path>: "."""
+    arrays = {k: np.array(v, copy=True) for k, v in case.valid.items()}
+    names = list(arrays)
+    s = draw(st.sampled_from(names))
+    a = arrays[s]
+    subject, hemi = s.split("_")
+    n, v = a.shape
+    array = rf"array {re.escape(repr(s))} \(subject {subject}, hemisphere {hemi}\)"
+    kind = draw(st.sampled_from(["valid", "drop", "drop_all", "rename", "extra", "retype", "shape", "swap",
+                                 "nonfinite"]))
+    if kind == "valid":  # finite floats of the right shape score, whatever their order, layout or size
+        how = draw(st.sampled_from(["as is", "float64", "fortran", "permuted", "constant", "large", "tiny",
+                                    "negative zero", "big-endian"]))
+        if how == "float64":
+            arrays[s] = a.astype(np.float64)
+        elif how == "fortran":
+            arrays[s] = np.asfortranarray(a)
+        elif how == "permuted":
+            arrays[s] = a[np.random.default_rng(draw(st.integers(0, 2**32 - 1))).permutation(n)]
+        elif how == "constant":  # r undefined (counted 0)
+            arrays[s] = np.full_like(a, draw(st.sampled_from([0.0, 1.5, -3.0])))
+        elif how == "large":  # up to a few times the scale: near float32's largest (3.4e38) or far beyond
+            scale, dtype = draw(st.sampled_from([(1e29, np.float32), (5e37, np.float32), (1e300, np.float64)]))
+            arrays[s] = (a.astype(np.float64) * scale).astype(dtype)
+        elif how == "tiny":
+            arrays[s] = a.astype(np.float64) * 5e-324
+        elif how == "negative zero":
+            arrays[s] = np.full_like(a, -0.0)
+        elif how == "big-endian":  # float32 all the same; the .npz reader refuses dtype >f4, Zarr v3 stores it native
+            arrays[s] = a.astype(draw(st.sampled_from([">f4", ">f8"])))
+            return f"valid {how} {s}", arrays, None
+        return f"valid {how} {s}", arrays, "score"
+    if kind == "drop":
+        del arrays[s]
+        return f"drop {s}", arrays, rf"no entry for 1 of 2 test arrays \(one per subject and hemisphere\): {s}$"
+    if kind == "drop_all":
+        return "drop_all", {}, r"no entry for 2 of 2 test arrays .*: subj01_lh, subj01_rh$"
+    if kind in ("rename", "extra"):
+        name = draw(st.sampled_from(NOT_NAMED + ESCAPING + UNKNOWN_SUBJECT + OTHER_SUBJECT))
+        if kind == "rename":
+            del arrays[s]
+        arrays[name] = draw(st.sampled_from([a, a[:1], np.zeros(0), np.array(["x"])]))
+        return f"{kind} {s} as {name!r}", arrays, _named(name, fmt)
+    if kind == "retype":
+        dtype = draw(st.sampled_from(REFUSED_DTYPES))
+        arrays[s] = _retype(a, dtype)
+        return f"retype {s} {dtype}", arrays, rf"{array} has dtype "
+    if kind == "shape":
+        how, b = draw(st.sampled_from([
+            ("rows-1", a[:-1]), ("rows+1", np.vstack([a, a[:1]])), ("cols-1", a[:, :-1]),
+            ("cols+1", np.hstack([a, a[:, :1]])), ("transposed", a.T), ("1-D", a.reshape(-1)), ("3-D", a[None]),
+            ("3-D stack", np.stack([a, a], -1)), ("no rows", a[:0]), ("no columns", a[:, :0]),
+            ("scalar", np.array(3.0, np.float32))]))
+        arrays[s] = b
+        shape = ", ".join(map(str, b.shape))
+        return f"shape {how} {s}", arrays, rf"{array} has shape \({shape},?\); expected \({n}, {v}\)"
+    if kind == "swap":  # lh's rows under rh's name and the reverse: checked in order, lh first
+        arrays = {names[0]: arrays[names[1]], names[1]: arrays[names[0]]}
+        return "swap", arrays, (rf"array '{names[0]}' \(subject subj01, hemisphere lh\) has shape "
+                                rf"\({n}, {case.valid[names[1]].shape[1]}\)")
+    # nonfinite: one value (or all) NaN/inf; the message names the first bad cell by row, nsd_id and column
+    value = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+    b = a.astype(draw(st.sampled_from([np.float32, np.float64])))
+    if draw(st.booleans()):
+        i, j = 0, 0
+        b[:] = value
+    else:
+        i, j = draw(st.integers(0, n - 1)), draw(st.integers(0, v - 1))
+        b[i, j] = value
+    arrays[s] = b
+    row = case.template.iloc[i]
+    return f"nonfinite {value} {s} [{i}, {j}]", arrays, (
+        rf"{array} row {i} \(nsd_id {row['nsd_id']}, split_row {row['split_row']}\), column {j} \(vertex {j} of "
+        rf"{hemi}, fsaverage vertex \d+\) is {value}; expected finite values")
+
+
 # -- file mutations --------------------------------------------------------------------------------------------
 def _zip_append(path: Path, name: str, data: bytes) -> None:
     with zipfile.ZipFile(path, "a") as zf:
@@ -411,9 +552,9 @@ def _forge_sizes(path: Path, size: int) -> None:
 COMMON = ["none", "truncate", "flip", "random", "empty", "pickle", "limit"]
 FILE_MUTATIONS = {  # what applies to each format
     "zip": COMMON + ["escape", "huge_header", "bad_header", "forged_sizes", "suffix", "dup_member", "dir_member",
-                     "encrypted", "method"],
+                     "encrypted", "method", "short_data"],
     "parquet": COMMON + ["suffix"],
-    "folder": COMMON + ["symlink", "pickle_codec", "no_metadata", "bad_json", "huge_chunks"],
+    "folder": COMMON + ["symlink", "pickle_codec", "no_metadata", "bad_json", "huge_chunks", "group_member"],
 }
 
 
@@ -493,6 +634,27 @@ def _apply(kind: str, path: Path, rnd, sentinel: Path, env: dict) -> Path:
         with zipfile.ZipFile(path, "w") as zf:
             for n, d in members.items():
                 zf.writestr(n, d)
+    elif kind == "short_data" and is_zip:  # a member cut inside its data: an .npy keeps its (valid) header
+        with zipfile.ZipFile(path) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        data_members = sorted(n for n in members if n.rsplit("/", 1)[-1] not in (".zgroup", ".zattrs", ".zarray",
+                                                                                  "zarr.json", ".zmetadata"))
+        if data_members:
+            name = rnd.choice(data_members)
+            data = members[name]
+            start = 0
+            if name.endswith(".npy"):
+                import io
+
+                f = io.BytesIO(data)
+                with contextlib.suppress(Exception):
+                    np.lib.format.read_magic(f)
+                    np.lib.format.read_array_header_1_0(f)
+                    start = f.tell()
+            members[name] = data[: rnd.randint(start, max(start, len(data) - 1))]
+            with zipfile.ZipFile(path, "w") as zf:
+                for n, d in members.items():
+                    zf.writestr(n, d)
     elif kind == "forged_sizes" and is_zip:
         _forge_sizes(path, rnd.choice([0, 1, 2**31, 2**32 - 1]))
     elif kind == "dup_member" and is_zip:
@@ -558,6 +720,18 @@ def _apply(kind: str, path: Path, rnd, sentinel: Path, env: dict) -> Path:
                 meta.setdefault("chunk_grid", {"name": "regular", "configuration": {}})
                 meta["chunk_grid"]["configuration"]["chunk_shape"] = [huge] * len(meta.get("shape", [1]))
             p.write_text(json.dumps(meta))
+    elif kind == "group_member" and path.is_dir():  # a group among the arrays, holding one of them or nothing
+        import json
+        import shutil
+
+        v3 = (path / "zarr.json").is_file()
+        nested = path / rnd.choice(["nested", "subj01", "predictions"])
+        nested.mkdir(exist_ok=True)
+        (nested / ("zarr.json" if v3 else ".zgroup")).write_text(json.dumps(
+            {"zarr_format": 3, "node_type": "group", "attributes": {}} if v3 else {"zarr_format": 2}))
+        arrays = sorted(p for p in path.iterdir() if p.is_dir() and p != nested)
+        if arrays and rnd.random() < 0.5:
+            shutil.move(str(rnd.choice(arrays)), str(nested))
     elif kind == "limit":
         env["NEUROHARNESS_MAX_SUBMISSION_BYTES"] = str(rnd.choice([1, 100, 4096, 50_000]))
     return path
@@ -575,7 +749,8 @@ def _tree(*roots: Path) -> dict:
     return out
 
 
-def _check(case: Case, path: Path, sentinel: Path, must_score: bool, what: str) -> None:
+def _check(case: Case, path: Path, sentinel: Path, expected: str | None, what: str) -> None:
+    """``expected``: "score", a pattern the refusal's message matches after "<path>: ", or None (either)."""
     home = Path(os.environ["NEUROHARNESS_HOME"])
     before = _tree(path.parent, home)
     try:
@@ -583,26 +758,33 @@ def _check(case: Case, path: Path, sentinel: Path, must_score: bool, what: str) 
     except SubmissionError as e:
         note(f"refused: {e}")
         event(f"{what}: refused")
-        assert not must_score, f"a valid submission was refused: {e}"
+        assert expected != "score", f"a valid submission was refused: {e}"
         assert str(e).startswith(f"{path}: "), f"the message does not start with the file's path: {e}"
+        if expected is not None:
+            assert re.search(expected, str(e)[len(f"{path}: "):]), f"the message does not match {expected!r}: {e}"
     else:
-        note(f"scored: main_score {result['main_score']}")
+        note(f"scored: {result}")
         event(f"{what}: scored")
+        assert expected in (None, "score"), f"an invalid submission scored {result}; expected a refusal {expected!r}"
         assert "main_score" in result
+        if case.kind == "encoding":  # its metrics are finite numbers (what records hold), whatever the predictions
+            bad = {k: v for k, v in result.items() if not np.isfinite(v)}
+            assert not bad, f"metrics not finite: {bad}"
     assert _tree(path.parent, home) == before, "evaluate wrote or changed files"
     assert not sentinel.exists(), "a pickle was loaded"
 
 
 def _formats(case: Case) -> list[str]:
     return {"table": [".npz", ".npz-compressed", ".parquet", ".zarr2", ".zarr3"], "forecast": [".npz", ".npz-compressed"],
-            "volumes": [".npz", ".npz-compressed", ".zarr2", ".zarr3", ".zip"]}[case.kind]
+            "volumes": [".npz", ".npz-compressed", ".zarr2", ".zarr3", ".zip"],
+            "encoding": [".npz", ".npz-compressed", ".zarr2", ".zarr3", ".zip"]}[case.kind]
 
 
-TASKS = ["celegans-structure-function", "celegans-forecast", "fisbe-instance-segmentation",
+TASKS = ["celegans-structure-function", "celegans-forecast", "fisbe-instance-segmentation", "nsd-encoding",
          "vesselgraph-link-prediction", "vesselgraph-vessel-classification"]
 
 
-def _run(case: Case, arrays: dict, fmt: str, kind: str, rnd, must_score: bool, write_options=None,
+def _run(case: Case, arrays: dict, fmt: str, kind: str, rnd, expected: str | None, write_options=None,
          what: str = "") -> None:
     with tempfile.TemporaryDirectory(dir=case.root) as tmp, pytest.MonkeyPatch.context() as mp:
         folder = Path(tmp) / "sub"
@@ -612,20 +794,20 @@ def _run(case: Case, arrays: dict, fmt: str, kind: str, rnd, must_score: bool, w
         path = _apply(kind, path, rnd, sentinel, env)
         for k, v in env.items():
             mp.setenv(k, v)
-        _check(case, path, sentinel, must_score and not env, what)
+        _check(case, path, sentinel, None if env else expected, what)
 
 
 @pytest.mark.parametrize("name", TASKS)
 @given(data=st.data())
 def test_damaged_content_is_scored_or_refused_naming_the_file(cases, name, data):
     case = cases[name]
-    what, arrays = data.draw(content_mutations(case), label="content")
     fmt = data.draw(st.sampled_from(_formats(case)), label="format")
+    what, arrays, expected = data.draw(content_mutations(case, fmt), label="content")
     options = {}
     if fmt == ".parquet" and data.draw(st.booleans(), label="dictionary-encoded"):
         options["dictionary"] = data.draw(st.sampled_from(sorted(arrays) or ["x"]))
     note(f"{name}: {what} as {fmt}")
-    _run(case, arrays, fmt, "none", None, what.startswith("valid"), options, what.split()[0])
+    _run(case, arrays, fmt, "none", None, expected, options, what.split()[0])
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -634,4 +816,50 @@ def test_damaged_files_are_refused_naming_the_file(cases, name, data):
     case = cases[name]
     fmt, kind, rnd = data.draw(file_mutations(case, _formats(case)), label="file")
     note(f"{name}: {kind} on {fmt}")
-    _run(case, case.valid, fmt, kind, rnd, kind == "none", what=f"{kind} on {fmt}")
+    _run(case, case.valid, fmt, kind, rnd, "score" if kind == "none" else None, what=f"{kind} on {fmt}")
+
+
+# -- named pipes: opening one for reading blocks until something writes to it --------------------------------
+def _answer_readers(pipe: Path, stop: threading.Event, opened: list) -> None:
+    """Give every reader of ``pipe`` an end of file (so a blocked open returns), counting them."""
+    while not stop.is_set():
+        try:
+            fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)  # fails (ENXIO) while no one has it open for reading
+        except OSError:
+            stop.wait(0.005)
+            continue
+        opened.append(pipe)
+        os.close(fd)
+        stop.wait(0.005)
+
+
+@pytest.mark.parametrize("where", ["file", "chunk"])
+@pytest.mark.parametrize("name", TASKS)
+def test_named_pipes_are_refused_unopened(cases, name, where):
+    """A FIFO as the submission (or as a file inside a Zarr folder) is refused without being opened: an open
+    would wait forever for a writer (here a thread answers it, so the test ends and counts the opens)."""
+    case = cases[name]
+    fmt = _formats(case)[0] if where == "file" else ".zarr2"
+    if fmt not in _formats(case):
+        pytest.skip(f"{name} takes no Zarr folder")
+    with tempfile.TemporaryDirectory(dir=case.root) as tmp:
+        path = _write(case, case.valid, fmt, Path(tmp) / "sub")
+        if where == "file":
+            pipe = path
+            path.unlink()
+        else:
+            pipe = max((p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".z", "zarr."))),
+                       key=lambda p: p.stat().st_size)
+            pipe.unlink()
+        os.mkfifo(pipe)
+        stop, opened = threading.Event(), []
+        writer = threading.Thread(target=_answer_readers, args=(pipe, stop, opened), daemon=True)
+        writer.start()
+        try:
+            with pytest.raises(SubmissionError) as e:
+                case.evaluate(path)
+        finally:
+            stop.set()
+            writer.join()
+        assert not opened, f"evaluate opened the named pipe {pipe} {len(opened)} time(s): {e.value}"
+        assert str(e.value).startswith(f"{path}: ")

@@ -31,7 +31,7 @@ from neuroharness.errors import NeuroharnessError, SubmissionError
 
 from ..base import Task
 from ..submission import (
-    NO_PICKLE, Column, TableSpec, check_size, check_table, npz_headers, read_npy_member, refuse_pickle,
+    NO_PICKLE, Column, TableSpec, check_path, check_size, check_table, npz_headers, read_npy_member, refuse_pickle,
 )
 from .cards import FORECAST
 from .windows import RaggedActivity, Segment, windows_of
@@ -265,8 +265,7 @@ def _open_arrays(predictions, n_windows: int, n_neurons: int) -> tuple[str, dict
         return source, {f: arrays[f] for f in ID_FIELDS}, lambda: arrays["prediction"]
     path = Path(predictions)
     source = str(path)
-    if not path.exists():
-        raise SubmissionError(f"{source}: file not found")
+    check_path(path)
     refuse_pickle(path)
     if path.suffix.lower() != ".npz" or path.is_dir():
         raise SubmissionError(f"{source}: unsupported format {path.suffix!r}; task celegans-forecast takes an .npz "

@@ -267,7 +267,7 @@ def _check_header(source: str, name: str, subject: str, hemi: str, shape, dtype,
     if dtype.hasobject:
         raise SubmissionError(f"{where} has dtype object (Python objects, which numpy stores as a pickle); "
                               f"{NO_PICKLE}: expected float32 or float64")
-    if dtype not in FLOAT_DTYPES:
+    if dtype.newbyteorder("=") not in FLOAT_DTYPES and dtype not in FLOAT_DTYPES:
         raise SubmissionError(f"{where} has dtype {dtype}; expected float32 or float64")
     if tuple(shape) != tuple(want):
         raise SubmissionError(f"{where} has shape {tuple(shape)}; expected {tuple(want)}: one row per {split} "
