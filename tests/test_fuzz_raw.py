@@ -1564,3 +1564,549 @@ def test_fisbe_split_list_not_utf8_and_zip_crc(fisbe_sample, tmp_path, monkeypat
     zpath.write_bytes(bytes(raw))
     _prepare_fails(zpath, rf"sample {FISBE_NAME}: array volumes/raw, z 0\.\.7: a chunk in .*fisbe_v1\.0_completely\.zip",
                    tmp_path / "home")
+
+
+# =============================================================================== NSD / Algonauts 2023
+# Source A: one subject folder of the challenge release (scripts/make_nsd_challenge_fixture.py, 6 + 3 images
+# of 8 x 8, 5 + 6 vertices, with test fMRI and noise ceilings). Source B: the NSD bucket layout
+# (scripts/make_nsd_bucket_fixture.py, subj04 (30 sessions) and subj06 (32, NaN vertices), 12 trials per
+# session, 60 + 50 surface vertices). Every example works on a hard-linked copy of the valid tree in which the
+# damaged file is a new file (the valid inodes are never written), then reads everything the store writer
+# would: every fMRI row, every image, every ROI and noise-ceiling vector.
+import gzip  # noqa: E402
+import os  # noqa: E402
+import pickle  # noqa: E402
+import shutil  # noqa: E402
+
+import nibabel as nib  # noqa: E402
+from scipy.io import savemat  # noqa: E402
+
+from neuroharness.loaders.nsd import bucket as nsdb  # noqa: E402
+from neuroharness.loaders.nsd import challenge as nsdc  # noqa: E402
+
+nsd_challenge_gen = load_script("make_nsd_challenge_fixture")
+nsd_bucket_gen = load_script("make_nsd_bucket_fixture")
+NSD_SUBJECT = "subj01"
+NSD_BUCKET_SUBJECTS = ("subj04", "subj06")
+NSD_EXPDESIGN = "nsddata/experiments/nsd/nsd_expdesign.mat"
+NSD_STIMULI = "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
+
+
+def linked_copy(src: Path, dst: Path) -> Path:
+    """A copy of the tree ``src`` whose files are hard links (cheap); :func:`replace_file` before changing one."""
+    shutil.copytree(src, dst, copy_function=os.link, symlinks=True)
+    return dst
+
+
+def replace_file(path: Path, data: bytes | None) -> None:
+    """A new file at ``path`` (the linked inode of the valid tree is left alone); None: the file is removed."""
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    if data is not None:
+        path.write_bytes(data)
+
+
+def tree_listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def npy_bytes(value) -> bytes:
+    buf = pyio.BytesIO()
+    np.save(buf, value, allow_pickle=True)
+    return buf.getvalue()
+
+
+def npy_declaring(shape, descr: str = "<f4", tail: bytes = b"\0" * 64) -> bytes:
+    """A .npy header declaring ``shape`` (possibly enormous) followed by a few bytes of data."""
+    buf = pyio.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    return buf.getvalue() + tail
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+@st.composite
+def damaged_npy(draw, a):
+    """A .npy file (its bytes) from the valid array or mapping dict ``a``, with one array-level edit."""
+    a = unwrap(a)
+    if isinstance(a, dict):
+        kind = draw(st.sampled_from(["other_object", "other_object", "keys", "values", "raw_pickle", "evil",
+                                     "array"]))
+        note(f"mapping edit: {kind}")
+        if kind == "other_object":
+            return npy_bytes(np.array(draw(st.sampled_from([[1, 2], (1, "V1"), "V1", 3, None, {1: {2: "x"}}, set()])),
+                                      dtype=object) if draw(st.booleans()) else draw(st.sampled_from(
+                [np.arange(3), np.array(["V1"]), np.array([a], dtype=object), np.float64(1.0)])))
+        if kind == "keys":
+            k = draw(st.sampled_from([1.5, True, "1", b"1", None, (1,), np.int64(3), np.uint8(200), np.float32(2),
+                                      -1, 2**70, np.int16(-5)]))
+            return npy_bytes({**a, k: "X"})
+        if kind == "values":
+            v = draw(st.sampled_from([b"V1", 1, None, np.str_("V1\u00e9"), np.bytes_(b"x"), "", "V1 v", "a\nb",
+                                      np.array(["V1"]), 1.5]))
+            return npy_bytes({**a, draw(st.sampled_from(sorted(a))): v})
+        if kind == "raw_pickle":  # a pickle that is not an np.save'd array behind a valid header
+            return npy_declaring((), "|O", pickle.dumps(a, protocol=draw(st.integers(0, 5))))
+        if kind == "evil":
+            return npy_bytes(np.array(_Evil(), dtype=object))
+        return npy_declaring(draw(st.sampled_from([(), (1,), (10**12,)])), "|O", b"")
+    kind = draw(st.sampled_from(["dtype", "shape", "value", "value", "huge", "fortran", "object", "empty"]))
+    note(f"npy edit: {kind}")
+    if kind == "dtype":
+        to = draw(st.sampled_from(["float64", "float16", "int32", "int64", "uint8", "bool", "complex64", ">f4", ">i8",
+                                   "S4", "U2", "datetime64[s]", "V4"]))
+        with np.errstate(all="ignore"):
+            try:
+                return npy_bytes(a.astype(to))
+            except (ValueError, TypeError):
+                return npy_bytes(a.view(np.uint8))
+    if kind == "shape":
+        shaped = [a[:-1], a[1:], a.ravel(), a[None], a[:0], np.concatenate([a, a[:1]]), a.reshape(-1)[:1].reshape(())]
+        if a.ndim == 2:
+            shaped += [a[:, :-1], a.T.copy(), np.pad(a, [(0, 0), (0, 1)])]
+        return npy_bytes(draw(st.sampled_from(shaped)))
+    if kind == "value" and a.size:
+        b = a.copy()
+        i = draw(st.integers(0, b.size - 1))
+        value = draw(st.sampled_from([np.nan, np.inf, -np.inf, -1, 2, 1e30, 99, 2**31 - 1, -(2**31), 1.5]))
+        with np.errstate(all="ignore"):
+            try:
+                b.flat[i] = value
+            except (ValueError, OverflowError):
+                b = b.astype(np.float64)
+                b.flat[i] = value
+        return npy_bytes(b)
+    if kind == "huge":
+        shape = draw(st.sampled_from([(10**9, 10**6), (2**40,), (10**6, 10**6, 10**6), (a.shape[0] if a.ndim else 1, 10**9)]))
+        return npy_declaring(shape, a.dtype.str)
+    if kind == "fortran":
+        return npy_bytes(np.asfortranarray(a if a.ndim == 2 else a[:, None]))
+    if kind == "object":
+        return npy_bytes(a.astype(object))
+    return npy_bytes(np.zeros((0,) * max(1, a.ndim), a.dtype))
+
+
+# -- source A: the challenge release ----------------------------------------------------------------------------
+NSD_NAME_TRICKS = ["train-0001_nsd-00001.png ", "train-00001_nsd-00001.png", "train-0001_nsd-0001.png",
+                   "train-0001_nsd-99999.png", "train-0001_nsd-73000.png", "train-\u0661\u0661\u0661\u0661_nsd-00001.png",
+                   "train-0001_nsd-\u0660\u0660\u0660\u0660\u0661.png", "TRAIN-0001_nsd-00001.png", "train-0001_nsd-00001.PNG",
+                   "test-0001_nsd-00001.png", "train-0000_nsd-00001.png", "train-0099_nsd-00002.png", ".hidden.png",
+                   "Thumbs.db", "train-0001_nsd-00001.png.bak", "train-0007_nsd-00003.png", "..png"]
+
+
+@pytest.fixture(scope="module")
+def nsd_release(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nsd_release")
+    nsd_challenge_gen.write_subject(root, NSD_SUBJECT, n_train=6, n_test=3, vertices=(5, 6), image_size=8, surface=20,
+                                    with_test_fmri=True)
+    folder = root / NSD_SUBJECT
+    arrays = {}
+    for p in sorted(folder.rglob("*.npy")):
+        rel = str(p.relative_to(folder))
+        arrays[rel] = np.load(p, allow_pickle=True)[()] if p.name.startswith("mapping_") else np.load(p)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return Inputs(folder=folder, arrays=arrays, files=files)
+
+
+@st.composite
+def damaged_release(draw, release, folder: Path) -> str:
+    """Damage one file of the linked copy ``folder`` of the release; returns the damaged file's name."""
+    release = unwrap(release)
+    files = release["files"]
+    # the fMRI and masks are what most of the checks are about: drawn more often than the 6 x 2 ROI files
+    preferred = [f for f in files if "fmri" in f or "noise" in f or "all-vertices" in f or f.endswith(".png")]
+    rel = draw(st.sampled_from(preferred + [f for f in files if f not in preferred and ("mapping" in f or "lh." in f)]))
+    path = folder / rel
+    op = draw(st.sampled_from(["array"] * 4 + ["bytes"] * 3 + ["drop", "dir", "link", "rename", "extra"]))
+    note(f"release edit: {op} ({rel})")
+    if op == "array" and rel in release["arrays"]:
+        replace_file(path, draw(damaged_npy(Quiet(release["arrays"][rel]))))
+    elif op in ("array", "bytes"):
+        replace_file(path, draw(damaged_bytes(Quiet(path.read_bytes()))))
+    elif op == "drop":
+        replace_file(path, None)
+    elif op == "dir":
+        replace_file(path, None)
+        path.mkdir()
+        (path / "x.npy").write_bytes(b"")
+    elif op == "link":  # a dangling link, a link loop, a link to another file of the release, to a folder
+        replace_file(path, None)
+        target = draw(st.sampled_from(["nowhere", path.name, "../" * 3, str(folder / files[0])]))
+        path.symlink_to(target)
+    elif op == "rename" and rel.endswith(".png"):
+        new = path.with_name(draw(st.sampled_from(NSD_NAME_TRICKS)))
+        if new.exists():
+            new.unlink()
+        path.rename(new)
+    else:  # an extra file where only images or arrays belong
+        name = draw(st.sampled_from(NSD_NAME_TRICKS + ["lh.streams_challenge_space.npy.tmp", "mapping_x.npy"]))
+        (path.parent / name).write_bytes(path.read_bytes() if draw(st.booleans()) else b"\x89PNG")
+    return path.name
+
+
+def consume_subject(arrays) -> None:
+    """Read all of a ``SubjectArrays`` as ``write_subject`` would, and check it is a valid result."""
+    n = len(arrays.nsd_id)
+    assert n and len(arrays.split) == n and len(arrays.split_row) == n
+    assert len(set(arrays.nsd_id.tolist())) == n and 0 <= arrays.nsd_id.min() and arrays.nsd_id.max() < 73000
+    n_train = int((arrays.split == "train").sum())
+    for h in ("lh", "rh"):
+        f = arrays.fmri[h]
+        rows = np.asarray(f[0:n])
+        assert rows.shape == (n, len(arrays.fsaverage_index[h])) and rows.dtype == np.float32
+        assert np.isfinite(rows[:n_train]).all()
+        if arrays.noise_ceiling is not None:
+            nc = np.asarray(arrays.noise_ceiling[h])
+            assert nc.shape == (rows.shape[1],) and np.all((nc >= 0) & (nc <= 1))
+        for labels, mapping in arrays.rois.values():
+            assert labels[h].shape == (rows.shape[1],)
+            assert set(np.unique(labels[h]).tolist()) - {0} <= set(mapping)
+    for i in range(n):
+        img = arrays.image(i)
+        assert img.shape == (*arrays.image_shape, 3) and img.dtype == np.uint8
+
+
+@given(data=st.data())
+def test_nsd_challenge_fuzz(nsd_release, scratch, data):
+    folder = linked_copy(nsd_release["folder"], new_dir(scratch) / NSD_SUBJECT)
+    name = data.draw(damaged_release(nsd_release, folder))
+    before = tree_listing(folder)
+    with parsed([name, f"{NSD_SUBJECT}/"]):  # a file of the subject folder (a damage may show in another)
+        arrays = nsdc.subject_from_challenge(folder, NSD_SUBJECT)
+        consume_subject(arrays)
+    assert tree_listing(folder) == before
+
+
+@given(data=st.data())
+def test_nsd_mapping_fuzz(nsd_release, scratch, data):
+    rel = data.draw(st.sampled_from(sorted(r for r in nsd_release["arrays"] if "mapping_" in r)))
+    good = nsd_release["arrays"][rel]
+    path = new_dir(scratch) / Path(rel).name
+    if data.draw(st.booleans(), label="byte damage"):
+        path.write_bytes(draw_quiet(data, damaged_bytes(Quiet(npy_bytes(good)))))
+    else:
+        path.write_bytes(draw_quiet(data, damaged_npy(Quiet(good))))
+    with parsed([path.name]) as box:
+        mapping = nsdc.read_mapping(path, NSD_SUBJECT)
+    if box["error"] is None:
+        assert all(type(k) is int and type(v) is str for k, v in mapping.items())
+
+
+@FEW
+@given(data=st.data())
+def test_nsd_challenge_prepare_fuzz(nsd_release, scratch, monkeypatch, data):
+    folder = linked_copy(nsd_release["folder"], new_dir(scratch) / NSD_SUBJECT)
+    name = data.draw(damaged_release(nsd_release, folder))
+    with fresh_home(monkeypatch) as home:
+        if prepare_or_clean_error("nsd-algonauts2023", folder, home, [name, f"{NSD_SUBJECT}/"]) is not None:
+            tree = get_loader("nsd-algonauts2023").open()
+            assert NSD_SUBJECT in tree.children
+
+
+# -- source B: the NSD files ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def nsd_bucket(tmp_path_factory):
+    bucket = nsd_bucket_gen.write_bucket(tmp_path_factory.mktemp("nsd_bucket") / "bucket", NSD_BUCKET_SUBJECTS,
+                                         trials=12, vertices=(60, 50))
+    root = Path(bucket.root)
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    with h5py.File(root / NSD_STIMULI, "r") as f:
+        brick_shape = f["imgBrick"].shape
+    from scipy.io import loadmat
+    mat = loadmat(root / NSD_EXPDESIGN)
+    design = {k: mat[k] for k in ("masterordering", "subjectim", "sharedix")}
+    return Inputs(root=root, files=files, brick_shape=brick_shape, design=design, bucket=bucket)
+
+
+NSD_FILE_NAMES = ["nsd_expdesign.mat", "nsdgeneral.mgz", "nsdgeneralRSC.mgz", "ncsnr.mgh", "betas_session",
+                  "nsd_stimuli.hdf5"]
+
+
+def mgh_bytes(data: np.ndarray, gz: bool) -> bytes:
+    img = nib.MGHImage(data, np.eye(4))
+    raw = img.to_bytes()
+    return gzip.compress(raw) if gz else raw
+
+
+@st.composite
+def damaged_mgh(draw, raw: bytes, gz: bool) -> bytes:
+    """An MGH/MGZ file rewritten from the valid one's data with a shape, dtype, value or header edit."""
+    raw = unwrap(raw)
+    mgh = gzip.decompress(raw) if gz else raw
+    data = np.asarray(nib.MGHImage.from_bytes(mgh).get_fdata(dtype=np.float32))
+    kind = draw(st.sampled_from(["value", "value", "shape", "dtype", "huge_dims", "version", "type_code"]))
+    note(f"mgh edit: {kind}")
+    if kind == "value":
+        d = data.copy()
+        i = draw(st.integers(0, d.size - 1))
+        d.flat[i] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 3e38, -1.0, 2.0, 0.0]))
+        return mgh_bytes(d, gz)
+    if kind == "shape":
+        shaped = [data[:-1], data[:, :, :, :-1] if data.ndim == 4 else data[:-1], data.reshape(-1),
+                  np.concatenate([data, data[:1]]), data.reshape(data.shape[0], 1, -1)[:, :, :1].repeat(2, 1)]
+        if data.ndim == 3:
+            shaped.append(np.repeat(data[..., None], 2, axis=3))
+        return mgh_bytes(np.ascontiguousarray(draw(st.sampled_from(shaped))), gz)
+    if kind == "dtype":
+        with np.errstate(all="ignore"):
+            return mgh_bytes(data.astype(draw(st.sampled_from([np.uint8, np.int16, np.int32]))), gz)
+    out = bytearray(mgh)
+    if kind == "huge_dims":  # width, height, depth, nframes: big-endian int32 at bytes 4..20
+        i = draw(st.integers(0, 3))
+        out[4 + 4 * i: 8 + 4 * i] = draw(st.sampled_from([2**31 - 1, 10**6, 0, 2**32 - 1])).to_bytes(4, "big")
+    elif kind == "version":
+        out[0:4] = draw(st.sampled_from([0, 2, 2**31 - 1])).to_bytes(4, "big")
+    else:  # the data type code, bytes 20..24 (0 uchar, 1 int, 3 float, 4 short; others are not MGH)
+        out[20:24] = draw(st.sampled_from([0, 1, 2, 4, 5, 99])).to_bytes(4, "big")
+    out = bytes(out)
+    return gzip.compress(out) if gz else out
+
+
+@st.composite
+def damaged_design(draw, design) -> bytes:
+    design = dict(unwrap(design))
+    kind = draw(st.sampled_from(["value", "value", "drop", "dtype", "shape", "text", "cell", "extra"]))
+    name = draw(st.sampled_from(["masterordering", "subjectim"]))
+    note(f"mat edit: {kind} ({name})")
+    a = design[name]
+    if kind == "drop":
+        del design[name]
+    elif kind == "value":
+        b = a.astype(np.float64)
+        i = draw(st.integers(0, b.size - 1))
+        b.flat[i] = draw(st.sampled_from([0, -1, 10001, 73001, 1.5, np.nan, np.inf, 2**40]))
+        design[name] = b if draw(st.booleans()) or not np.isfinite(b).all() or (b != np.round(b)).any() \
+            else b.astype(np.int64)
+    elif kind == "dtype":
+        design[name] = a.astype(draw(st.sampled_from([np.uint8, np.int8, np.float32, np.complex64, np.bool_, np.uint16])))
+    elif kind == "shape":
+        design[name] = draw(st.sampled_from([a.T, a.ravel(), a[:, :5], a[:3], a[:0], a[None], a[..., None][:, :100]]))
+    elif kind == "text":
+        design[name] = "masterordering"
+    elif kind == "cell":
+        design[name] = np.array([a, a], dtype=object) if draw(st.booleans()) else {"x": a}
+    else:
+        design["masterordering_extra"] = a
+    buf = pyio.BytesIO()
+    savemat(buf, design, do_compression=draw(st.booleans()))
+    return buf.getvalue()
+
+
+@st.composite
+def damaged_stimuli(draw, shape) -> dict:
+    """How to rewrite ``imgBrick``: a spec for :func:`write_stimuli`."""
+    n, y, x, c = shape
+    kind = draw(st.sampled_from(["missing", "group", "dtype", "shape", "few", "huge", "gzip", "fill", "contiguous"]))
+    note(f"hdf5 edit: {kind}")
+    spec = {"kind": kind, "shape": shape, "dtype": "u1", "chunks": (1, y, x, c)}
+    if kind == "dtype":
+        spec["dtype"] = draw(st.sampled_from(["f4", "i2", "S1", "u2", "i1"]))
+    elif kind == "shape":
+        spec["shape"] = draw(st.sampled_from([(n, y, x, 4), (n, y, x), (n, y, x, 3, 1), (n, 0, x, 3), (n, y, x, 1)]))
+        spec["chunks"] = True
+    elif kind == "few":
+        spec["shape"] = (draw(st.integers(0, n - 1)), y, x, c)
+        spec["chunks"] = True
+    elif kind == "huge":
+        spec["shape"] = draw(st.sampled_from([(n, 10**6, 10**6, 3), (2**40, y, x, 3), (n, 2**20, 2**20, 3)]))
+        spec["chunks"] = True
+    return spec
+
+
+def write_stimuli(path: Path, spec: dict, source: Path) -> None:
+    with h5py.File(source, "r") as src, h5py.File(path, "w") as f:
+        brick = src["imgBrick"]
+        kind = spec["kind"]
+        if kind == "missing":
+            f.create_dataset("otherBrick", data=np.zeros(3))
+        elif kind == "group":
+            f.create_group("imgBrick")
+        elif kind in ("dtype", "shape", "few", "huge"):
+            if kind == "huge":  # declared, never written: a few bytes on disk
+                f.create_dataset("imgBrick", shape=spec["shape"], dtype=spec["dtype"], chunks=spec["chunks"])
+            else:
+                values = np.resize(brick[:], spec["shape"]).astype(spec["dtype"])
+                f.create_dataset("imgBrick", data=values, chunks=spec["chunks"] if values.size else None)
+        elif kind == "gzip":
+            f.create_dataset("imgBrick", data=brick[:], chunks=(1, *brick.shape[1:]), compression="gzip")
+        elif kind == "fill":
+            f.create_dataset("imgBrick", shape=brick.shape, dtype="u1", chunks=(1, *brick.shape[1:]), fillvalue=7)
+        else:
+            f.create_dataset("imgBrick", data=brick[:])
+
+
+@st.composite
+def damaged_bucket(draw, bucket, root: Path) -> tuple[str, str]:
+    """Damage one file of the linked copy ``root`` of the bucket; returns (subject, the damaged file's name)."""
+    bucket = unwrap(bucket)
+    subject = draw(st.sampled_from(NSD_BUCKET_SUBJECTS))
+    files = [f for f in bucket["files"] if "ppdata/" not in f or f"/{subject}/" in f]
+    kinds = ["design", "label", "ncsnr", "betas", "betas", "stimuli"]
+    what = draw(st.sampled_from(kinds))
+    pick = {"design": [NSD_EXPDESIGN], "stimuli": [NSD_STIMULI],
+            "label": [f for f in files if f.endswith(".mgz")], "ncsnr": [f for f in files if f.endswith("ncsnr.mgh")],
+            "betas": [f for f in files if "betas_session" in f]}[what]
+    rel = draw(st.sampled_from(pick))
+    path = root / rel
+    op = draw(st.sampled_from(["edit", "edit", "edit", "bytes", "bytes", "drop", "dir", "link"]))
+    note(f"bucket edit: {op} ({rel}, {subject})")
+    if op == "edit" and what == "design":
+        replace_file(path, draw(damaged_design(Quiet(bucket["design"]))))
+    elif op == "edit" and what == "stimuli":
+        spec = draw(damaged_stimuli(bucket["brick_shape"]))
+        tmp = path.with_suffix(".new")
+        write_stimuli(tmp, spec, path)
+        os.replace(tmp, path)
+    elif op == "edit":
+        replace_file(path, draw(damaged_mgh(Quiet(path.read_bytes()), rel.endswith(".mgz"))))
+    elif op in ("edit", "bytes"):
+        raw = path.read_bytes()
+        if what == "betas" and draw(st.booleans()):  # most of a betas file is data: damage its header more often
+            raw = draw(damaged_bytes(Quiet(raw[:400]))) + raw[400:]
+        else:
+            raw = draw(damaged_bytes(Quiet(raw)))
+        replace_file(path, raw)
+    elif op == "drop":
+        replace_file(path, None)
+    elif op == "dir":
+        replace_file(path, None)
+        path.mkdir()
+    else:
+        replace_file(path, None)
+        path.symlink_to(draw(st.sampled_from(["nowhere", path.name, str(root / NSD_EXPDESIGN)])))
+    return subject, path.name
+
+
+@given(data=st.data())
+def test_nsd_bucket_fuzz(nsd_bucket, scratch, data):
+    base = new_dir(scratch)
+    root = linked_copy(nsd_bucket["root"], base / "bucket")
+    subject, name = data.draw(damaged_bucket(nsd_bucket, root))
+    before = tree_listing(root)
+    work = base / "work"
+    with parsed([name, *NSD_FILE_NAMES]):
+        arrays = nsdb.subject_from_nsd(root, subject, workdir=work)
+        consume_subject(arrays)
+        arrays.image.close()
+    assert tree_listing(root) == before
+    assert not work.exists() or list(work.iterdir()) == [], "scratch files left behind"
+
+
+@FEW
+@given(data=st.data())
+def test_nsd_bucket_prepare_fuzz(nsd_bucket, scratch, monkeypatch, data):
+    root = linked_copy(nsd_bucket["root"], new_dir(scratch) / "bucket")
+    subject, name = data.draw(damaged_bucket(nsd_bucket, root))
+    with fresh_home(monkeypatch) as home:
+        path = None
+        loader = get_loader("nsd-algonauts2023")
+        try:
+            path = loader.prepare(source=root, force=True, only=[subject])
+        except NeuroharnessError as e:
+            expect_clean_error(e, [name, *NSD_FILE_NAMES])
+            event(outcome(e, [name]))
+            assert leftovers(home) == [], f"written despite the error: {leftovers(home)}"
+        if path is not None:
+            event("prepared: store written")
+            assert subject in loader.open().children
+        assert not (home / "tmp").exists() or list((home / "tmp").iterdir()) == []
+
+
+def test_nsd_bucket_folder_or_link_loop_is_a_format_error(nsd_bucket, tmp_path):
+    """Escape found by the fuzzing: a folder (or a link loop) where ``nsd_expdesign.mat``, a label, a betas
+    or the stimuli file belongs raised ``IsADirectoryError``/``OSError`` from ``open``; now a
+    DataFormatError naming the file, and no scratch file is left."""
+    rels = [NSD_EXPDESIGN, "nsddata/freesurfer/fsaverage/label/rh.nsdgeneral.mgz",
+            "nsddata_betas/ppdata/subj04/fsaverage/betas_fithrf_GLMdenoise_RR/lh.betas_session07.mgh", NSD_STIMULI]
+    for i, rel in enumerate(rels):
+        for how in ("dir", "loop"):
+            root = linked_copy(nsd_bucket["root"], tmp_path / f"{i}{how}" / "bucket")
+            path = root / rel
+            replace_file(path, None)
+            if how == "dir":
+                path.mkdir()
+            else:
+                path.symlink_to(path.name)
+            work = tmp_path / f"{i}{how}" / "work"
+            with pytest.raises(DataFormatError, match=re.escape(str(path)) + ": cannot be opened as a file"):
+                nsdb.subject_from_nsd(root, "subj04", workdir=work)
+            assert not work.exists() or list(work.iterdir()) == []
+
+
+def test_nsd_image_names_need_ascii_digits(nsd_release, tmp_path):
+    """Found while fuzzing: ``\\d`` matched other scripts' digits, so ``train-0001_nsd-\\u0660...\\u0661.png``
+    was read as NSD image 1; now a malformed image name."""
+    folder = linked_copy(nsd_release["folder"], tmp_path / NSD_SUBJECT)
+    images = folder / "test_split" / "test_images"
+    first = sorted(images.iterdir())[0]
+    odd = images / ("test-0001_nsd-" + "\u0660" * 4 + "\u0661.png")
+    first.rename(odd)
+    with pytest.raises(DataFormatError, match=r"subj01: .*test_images/test-0001_nsd-.*malformed image name"):
+        nsdc.image_list(NSD_SUBJECT, images, "test")
+    with pytest.raises(DataFormatError, match="malformed image name"):
+        nsdc.subject_from_challenge(folder, NSD_SUBJECT)
+
+
+def test_nsd_truncated_surface_map_and_huge_images(nsd_bucket, tmp_path):
+    """Escapes found by the fuzzing: a truncated ncsnr or label file passed nibabel's header parse and raised
+    ``OSError: Expected 240 bytes, got 0`` when its data was read; an ``imgBrick`` declaring 10^6 x 10^6 pixel
+    images was accepted and only refused by the store writer, with a message naming no file."""
+    betas = "nsddata_betas/ppdata/subj04/fsaverage/betas_fithrf_GLMdenoise_RR"
+    for rel, what in ((f"{betas}/lh.ncsnr.mgh", "ncsnr file"),
+                      ("nsddata/freesurfer/fsaverage/label/rh.nsdgeneralRSC.mgz", "RSC label")):
+        root = linked_copy(nsd_bucket["root"], tmp_path / what.replace(" ", "_") / "bucket")
+        path = root / rel
+        raw = path.read_bytes()
+        if rel.endswith(".mgz"):
+            raw = gzip.compress(gzip.decompress(raw)[:300])
+        else:
+            raw = raw[:300]
+        replace_file(path, raw)
+        with pytest.raises(DataFormatError, match=rf"subj04: {what} {re.escape(str(path))}: the data cannot be read"):
+            nsdb.check_nsd_subject(root, "subj04")
+    root = linked_copy(nsd_bucket["root"], tmp_path / "huge" / "bucket")
+    path = root / NSD_STIMULI
+    replace_file(path, None)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("imgBrick", shape=(nsd_bucket["brick_shape"][0], 10**6, 10**6, 3), dtype="u1", chunks=True)
+    with pytest.raises(DataFormatError, match=rf"{re.escape(str(path))}: imgBrick holds images of 1000000 x 1000000 "
+                                              r"pixels; expected 1\.\.4096 per side"):
+        nsdb.check_nsd_subject(root, "subj04")
+
+
+def test_nsd_nan_label_is_a_format_error(nsd_bucket, tmp_path):
+    """Found by the fuzzing (a RuntimeWarning, no error): a NaN in ``nsdgeneral.mgz`` or the RSC label was cast
+    to a nonzero int, so the vertex was silently selected; now an error naming the file and the vertex."""
+    for name in ("lh.nsdgeneral.mgz", "rh.nsdgeneralRSC.mgz"):
+        root = linked_copy(nsd_bucket["root"], tmp_path / name / "bucket")
+        path = root / "nsddata/freesurfer/fsaverage/label" / name
+        data = np.asarray(nib.load(str(path)).get_fdata(), dtype=np.float32)
+        data[5] = np.nan
+        replace_file(path, mgh_bytes(data, gz=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            with pytest.raises(DataFormatError, match=rf"subj04: label {re.escape(str(path))} holds nan at vertex 5; "
+                                                      "expected finite label values"):
+                nsdb.check_nsd_subject(root, "subj04")
+
+
+def test_nsd_mapping_the_store_refuses_names_the_file(nsd_release, tmp_path, monkeypatch):
+    """Found by the fuzzing: a mapping with a name holding a space, an empty name or a label beyond int16 was
+    read by the challenge reader and refused only by the store writer, with a message naming no file; now
+    the error names ``mapping_<class>.npy``, and nothing is written."""
+    cases = [((1, "V1 v"), r"mapping of label 1 is 'V1 v', expected a name without spaces"),
+             ((1, ""), r"mapping of label 1 is '', expected a name without spaces"),
+             ((2**20, "X"), r"mapping label 1048576 does not fit int16")]
+    for i, ((label, name), pattern) in enumerate(cases):
+        folder = linked_copy(nsd_release["folder"], tmp_path / str(i) / NSD_SUBJECT)
+        path = folder / "roi_masks" / "mapping_streams.npy"
+        replace_file(path, npy_bytes({**nsd_release["arrays"]["roi_masks/mapping_streams.npy"], label: name}))
+        with pytest.raises(DataFormatError, match=rf"subj01: {re.escape(str(path))}: ROI class streams: {pattern}"):
+            nsdc.subject_from_challenge(folder, NSD_SUBJECT)
+        with fresh_home(monkeypatch) as home:
+            with pytest.raises(DataFormatError, match=re.escape(str(path))):
+                get_loader("nsd-algonauts2023").prepare(source=folder, force=True)
+            assert leftovers(home) == []

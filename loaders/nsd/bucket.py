@@ -168,7 +168,13 @@ class _Root:
         """A binary file object. ``stream``: large sequential ranged reads (no read-ahead cache); ``size``:
         the file's size when known (saves a request)."""
         if not self.remote:
-            return open(self.local / rel, "rb")
+            try:
+                return open(self.local / rel, "rb")
+            except FileNotFoundError:
+                raise
+            except OSError as e:  # a folder, a link loop, no permission: the callers expect a file or its absence
+                raise DataFormatError(f"{self.where(rel)}: cannot be opened as a file ({type(e).__name__}: "
+                                      f"{e.strerror or e})") from None
         options = {"cache_type": "none"} if stream else {"block_size": 1 << 20, "cache_type": "readahead"}
         if size is not None:
             options["size"] = size
@@ -305,7 +311,11 @@ def _surface_vector(root: _Root, rel: str, subject: str, what: str, n_vertices: 
     if n_vertices is not None and shape[0] != n_vertices:
         raise DataFormatError(f"{subject}: {what} {where} has {shape[0]} vertices; expected {n_vertices}, the "
                               "surface size of nsdgeneral.mgz (fsaverage: 163842); is it from another surface?")
-    return np.asarray(img.get_fdata(), dtype=np.float64).reshape(-1)
+    try:  # nibabel reads the data only now: a truncated file fails here, not in from_bytes
+        return np.asarray(img.get_fdata(), dtype=np.float64).reshape(-1)
+    except Exception as e:
+        raise DataFormatError(f"{subject}: {what} {where}: the data cannot be read ({type(e).__name__}: {e}); "
+                              f"expected {shape} values after the header") from None
 
 
 def _design(root: _Root, subject: str, number: int) -> tuple[np.ndarray, np.ndarray]:
@@ -632,6 +642,11 @@ def _check_stimuli(root: _Root, subject: str, ids: np.ndarray) -> tuple[int, int
         raise DataFormatError(f"{where}: not a readable HDF5 file ({type(e).__name__}: {e})") from None
     if len(shape) != 4 or shape[3] != 3 or dtype != np.uint8:
         raise DataFormatError(f"{where}: imgBrick is {dtype} {shape}; expected uint8 (73000, 425, 425, 3)")
+    from .store import MAX_IMAGE_EDGE
+
+    if not (0 < shape[1] <= MAX_IMAGE_EDGE and 0 < shape[2] <= MAX_IMAGE_EDGE):
+        raise DataFormatError(f"{where}: imgBrick holds images of {shape[1]} x {shape[2]} pixels; expected 1.."
+                              f"{MAX_IMAGE_EDGE} per side (NSD's are 425 x 425)")
     if ids.size and int(ids.max()) >= shape[0]:
         raise DataFormatError(f"{subject}: NSD image {int(ids.max())} (0-based) is beyond imgBrick's "
                               f"{shape[0]} images in {where}")
@@ -698,8 +713,15 @@ def _plan(root, subject: str, rsc_label=None, storage_options: dict | None = Non
                 f"{src.where(LABELS)}/ as the devkit instructs, or name their folder in ${RSC_ENV} "
                 "(in Python also subject_from_nsd(..., rsc_label=FOLDER)); a folder or URL works for both")
         rsc = _surface_vector(rsc_root, rsc_rel, subject, "RSC label", len(general))
+        labels = ((general, src, f"{LABELS}/{hemi}.nsdgeneral.mgz"), (rsc, rsc_root, rsc_rel))
+        for values, lab_root, lab_rel in labels:
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:  # int(NaN) selects a vertex silently in numpy (and raises in the devkit's loop)
+                raise DataFormatError(f"{subject}: label {lab_root.where(lab_rel)} holds {values[bad[0]]} at vertex "
+                                      f"{int(bad[0])}; expected finite label values (0: outside, nonzero: inside)")
         n_vertices[hemi] = len(general)
-        mask_idx[hemi] = np.flatnonzero((general + rsc).astype(int))
+        # the devkit's int(nsdgeneral[v] + rsc[v]) != 0, without numpy's int cast (undefined beyond int64)
+        mask_idx[hemi] = np.flatnonzero(np.trunc(general + rsc) != 0)
         if mask_idx[hemi].size == 0:
             raise DataFormatError(f"{subject}: {src.where(f'{LABELS}/{hemi}.nsdgeneral.mgz')} and the RSC label "
                                   "select no vertex")

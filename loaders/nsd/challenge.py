@@ -29,9 +29,10 @@ import numpy as np
 
 from neuroharness.errors import DataFormatError
 
-from .store import HEMISPHERES, MAX_IMAGE_EDGE, N_NSD_IMAGES, ROI_CLASSES, RowStack, SubjectArrays
+from .store import HEMISPHERES, MAX_IMAGE_EDGE, N_NSD_IMAGES, ROI_CLASSES, RowStack, SubjectArrays, check_roi_mapping
 
-IMAGE_NAME = re.compile(r"(train|test)-(\d{4,})_nsd-(\d{5})\.png")
+# ASCII digits only: \d also matches other scripts' digits, which int() reads as numbers
+IMAGE_NAME = re.compile(r"(train|test)-(\d{4,})_nsd-(\d{5})\.png", re.ASCII)
 MAX_MAPPING_BYTES = 1 << 20  # a real mapping file is a few hundred bytes
 TEST_FMRI_NOTE = "from the release (test_split/test_fmri)"
 
@@ -121,6 +122,11 @@ def subject_from_challenge(folder, subject: str) -> SubjectArrays:
             raise DataFormatError(f"{subject}: {mapping_path} is missing, but the {cls} masks are there; expected the "
                                   "dict of ROI label -> name beside them")
         mapping = read_mapping(mapping_path, subject)
+        try:  # the store's rules (int16 labels, names without spaces), checked here so the error names the file
+            mapping = check_roi_mapping(subject, cls, mapping)
+        except DataFormatError as e:
+            msg = str(e).removeprefix(f"{subject}: ")
+            raise DataFormatError(f"{subject}: {mapping_path}: {msg}") from None
         for h, lab in labels.items():
             bad = np.flatnonzero((lab != 0) & ~np.isin(lab, list(mapping)))
             if bad.size:
