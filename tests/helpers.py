@@ -25,3 +25,21 @@ def prepare_vesselgraph(graphs: dict, src: Path, home: Path, monkeypatch) -> Non
         gen.write_graph(src, name, nodes, edges)
     monkeypatch.setenv("NEUROHARNESS_HOME", str(home))
     get_loader("vesselgraph").prepare(source=src)
+
+
+def peak_rss(fn) -> dict:
+    """Run ``fn()``; return the resident set before it and its high-water mark during it, in MB
+    (``{}`` where /proc cannot reset the mark: not Linux)."""
+    status, reset = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+    def field(name):
+        return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(name))
+
+    try:
+        before = field("VmRSS")
+        reset.write_text("5")  # VmHWM := VmRSS
+    except OSError:
+        fn()
+        return {}
+    fn()
+    return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(field("VmHWM") / 1024, 1)}

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
+from helpers import load_script, peak_rss
 
 TASK = "fisbe-instance-segmentation"
 SHAPE = (385, 685, 686)
@@ -108,23 +108,6 @@ def case(tmp_path_factory):
     return home, pred_path, kind_file.read_text()
 
 
-def _peak_rss(fn) -> dict:
-    """Resident set before ``fn()`` and its high-water mark during it, in MB (Linux only)."""
-    status, reset = Path("/proc/self/status"), Path("/proc/self/clear_refs")
-
-    def field(name):
-        return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(name))
-
-    try:
-        before = field("VmRSS")
-        reset.write_text("5")  # VmHWM := VmRSS
-    except OSError:
-        fn()
-        return {}
-    fn()
-    return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(field("VmHWM") / 1024, 1)}
-
-
 @pytest.fixture(scope="module")
 def expected(case):
     from neuroharness.tasks import get_task
@@ -162,7 +145,7 @@ def test_task_evaluate(benchmark, case, expected):
     from neuroharness.tasks import get_task
 
     task = get_task(TASK)
-    benchmark.extra_info.update(case=case[2], **_peak_rss(lambda: task.evaluate(case[1])))
+    benchmark.extra_info.update(case=case[2], **peak_rss(lambda: task.evaluate(case[1])))
     result = benchmark.pedantic(task.evaluate, args=(case[1],), rounds=3, iterations=1)
     assert json.dumps(result, sort_keys=True) == json.dumps(expected, sort_keys=True)
 
@@ -178,6 +161,6 @@ def test_metric_core(benchmark, case, expected):
         pred = pf.load(SAMPLE)
     evaluate_instances(gt, pred)  # numba's cache load, once
     benchmark.extra_info.update(case=case[2], gt_shape=list(gt.shape), pred_dtype=str(pred.dtype),
-                                **_peak_rss(lambda: evaluate_instances(gt, pred)))
+                                **peak_rss(lambda: evaluate_instances(gt, pred)))
     r = benchmark.pedantic(evaluate_instances, args=(gt, pred), rounds=3, iterations=1)
     assert r["n_gt"] == expected["n_gt"] == 11 and r["n_pred"] == expected["n_pred"]

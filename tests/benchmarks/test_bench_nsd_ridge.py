@@ -35,10 +35,10 @@ extrapolation fair.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import peak_rss
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -64,23 +64,6 @@ def problem():
     return X[:N_TRAIN], X[N_TRAIN:], Y
 
 
-def _peak_rss(fn) -> dict:
-    """Resident set before ``fn()`` and its high-water mark during it (Linux); {} elsewhere."""
-    status, reset = Path("/proc/self/status"), Path("/proc/self/clear_refs")
-
-    def field(name):
-        return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith(name))
-
-    try:
-        before = field("VmRSS")
-        reset.write_text("5")  # VmHWM := VmRSS
-    except OSError:
-        fn()
-        return {}
-    fn()
-    return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(field("VmHWM") / 1024, 1)}
-
-
 def _ratio(benchmark, seconds: float, n_timed: int) -> None:
     extrapolated = seconds * V / n_timed
     benchmark.extra_info.update(vertices_timed=n_timed, extrapolated_s=round(extrapolated, 1))
@@ -99,7 +82,7 @@ def test_ridge_cv(benchmark, problem):
         out["fit"], out["pred"] = fit, fit.predict(Xt)
 
     with threadpoolctl.threadpool_limits(THREADS):
-        benchmark.extra_info.update(_peak_rss(fit_predict))
+        benchmark.extra_info.update(peak_rss(fit_predict))
         benchmark.pedantic(fit_predict, rounds=3, iterations=1)
     _timings["ridge_cv"] = benchmark.stats.stats.median
     fit = out["fit"]
