@@ -244,6 +244,21 @@ def test_perfect_and_noisy_submission_official(use, tmp_path):
         assert isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def test_big_endian_floats_score_like_native_ones(use, tmp_path):
+    """``>f4``/``>f8`` are float32/float64 in another byte order (written on big-endian machines, or by tools
+    that choose it): accepted in every format, with the scores of the native arrays."""
+    task, _ = use("with_test")
+    rng = np.random.default_rng(2)
+    native = {k: (v + rng.normal(0, 1.0, v.shape)).astype(np.float32) for k, v in _truth(task, None).items()}
+    want = task.evaluate(native)
+    for dtype in (">f4", ">f8"):
+        swapped = {k: v.astype(dtype) for k, v in native.items()}
+        assert task.evaluate(swapped) == pytest.approx(want, rel=1e-12)
+        path = tmp_path / f"be{dtype[-1]}.npz"
+        np.savez(path, **swapped)
+        assert task.evaluate(path) == pytest.approx(want, rel=1e-12)
+
+
 def test_heldout_has_no_noise_ceiling(use, caplog):
     task, _ = use("no_test")
     options = {"split": "heldout", "subject": "subj03"}
