@@ -1065,3 +1065,32 @@ def write_table(table: pd.DataFrame, path: str | Path) -> Path:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
     return path
+
+
+def write_arrays(path: str | Path, arrays: dict, chunks, *, compressed: bool = False) -> Path:
+    """Write one array per name as an ``.npz`` or a Zarr v2 ``.zarr`` folder, atomically; return ``path``.
+
+    ``chunks(a)`` gives the Zarr chunk shape of array ``a``; ``compressed`` selects ``np.savez_compressed``.
+    The callers (each family's ``write_predictions``) check shapes and dtypes first.
+    """
+    from neuroharness.loaders.io import remove, replace_dir, temp_sibling
+
+    path = Path(path)
+    arrays = {str(k): np.asarray(v) for k, v in arrays.items()}
+    if path.suffix == ".npz":
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            (np.savez_compressed if compressed else np.savez)(fh, **arrays)
+    elif path.suffix == ".zarr":
+        import zarr
+
+        tmp = temp_sibling(path)
+        try:
+            root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+            for name, a in arrays.items():
+                root.create_array(name, data=a, chunks=chunks(a))
+            replace_dir(tmp, path)
+        finally:
+            remove(tmp)
+    else:
+        raise SubmissionError(f"{path}: unsupported format {path.suffix!r}; use .npz or .zarr")
+    return path

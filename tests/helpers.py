@@ -43,3 +43,18 @@ def peak_rss(fn) -> dict:
         return {}
     fn()
     return {"rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(field("VmHWM") / 1024, 1)}
+
+
+def patch_zip(path, offset: int, fmt: str, value: int, local: int) -> None:
+    """Overwrite one field of every member header of the zip at ``path``, in place: ``struct`` format
+    ``fmt`` at byte ``offset`` of each central-directory entry and ``local`` of each local header (e.g.
+    the general-purpose flags, to mark members encrypted, or the compression method)."""
+    import struct
+
+    blob = bytearray(path.read_bytes())
+    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
+        at = blob.find(sig)
+        while at >= 0:
+            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
+            at = blob.find(sig, at + 4)
+    path.write_bytes(bytes(blob))

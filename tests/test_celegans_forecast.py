@@ -15,7 +15,7 @@ from neuroharness.tasks.celegans.forecast import (
     CONTEXT, EVAL_STRIDE, ForecastSplit, _Accumulator, build_splits, check_protocols, eval_windows, worm_splits,
 )
 from neuroharness.tasks.celegans.windows import RaggedActivity, Segment, WindowDataset
-from helpers import load_script
+from helpers import load_script, patch_zip
 
 
 def test_worm_split_is_stratified_by_source_and_fixed():
@@ -437,18 +437,6 @@ def test_size_limit_is_checked_before_loading(store_path, naive_file, monkeypatc
         nh.get_task("celegans-forecast").evaluate(naive_file)
 
 
-def _patch_zip(path, offset, fmt, value, local):
-    import struct
-
-    blob = bytearray(path.read_bytes())
-    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
-        at = blob.find(sig)
-        while at >= 0:
-            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
-            at = blob.find(sig, at + 4)
-    path.write_bytes(bytes(blob))
-
-
 def test_damaged_archives_are_submission_errors(store_path, naive_file, tmp_path):
     """zipfile's RuntimeError (encrypted) and NotImplementedError (compression) escaped the reader before;
     headers declaring more than the limit, or impossible, are refused before anything is read."""
@@ -462,10 +450,10 @@ def test_damaged_archives_are_submission_errors(store_path, naive_file, tmp_path
             task.evaluate(path)
 
     enc = shutil.copy(naive_file, tmp_path / "enc.npz")
-    _patch_zip(enc, 8, "<H", 0x1, local=6)
+    patch_zip(enc, 8, "<H", 0x1, local=6)
     refused(enc, r"member 'protocol\.npy' is encrypted")
     meth = shutil.copy(naive_file, tmp_path / "meth.npz")
-    _patch_zip(meth, 10, "<H", 9, local=8)
+    patch_zip(meth, 10, "<H", 9, local=8)
     refused(meth, r"member 'protocol\.npy' uses zip compression method 9")
     a = _arrays(naive_file)
     huge = _save(tmp_path / "huge.npz", **{k: v for k, v in a.items() if k != "prediction"})

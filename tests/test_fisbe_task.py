@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 import zarr
-from helpers import load_script
+from helpers import load_script, patch_zip
 from neuroharness.tasks import get_task
 from neuroharness.tasks.fisbe.instance_segmentation import (
     REFERENCE_ROWS,
@@ -447,28 +447,16 @@ def _label_npz(path, **extra):
     return path
 
 
-def _patch_zip(path, offset, fmt, value, local):
-    import struct
-
-    blob = bytearray(path.read_bytes())
-    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
-        at = blob.find(sig)
-        while at >= 0:
-            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
-            at = blob.find(sig, at + 4)
-    path.write_bytes(bytes(blob))
-
-
 def test_prediction_file_encrypted_or_unknown_compression(tmp_path):
     """zipfile's RuntimeError / NotImplementedError escaped PredictionFile.header before."""
     from neuroharness.tasks.fisbe.instance_segmentation import PredictionFile
 
     enc = _label_npz(tmp_path / "enc.npz")
-    _patch_zip(enc, 8, "<H", 0x1, local=6)
+    patch_zip(enc, 8, "<H", 0x1, local=6)
     with pytest.raises(SubmissionError, match=rf"^{enc}: member 's\.npy' is encrypted"):
         PredictionFile(enc)
     meth = _label_npz(tmp_path / "meth.npz")
-    _patch_zip(meth, 10, "<H", 97, local=8)
+    patch_zip(meth, 10, "<H", 97, local=8)
     with pytest.raises(SubmissionError, match=rf"^{meth}: member 's\.npy' uses zip compression method 97"):
         PredictionFile(meth)
 

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import patch_zip
 
 from neuroharness.errors import SubmissionError
 from neuroharness.tasks.submission import Column, TableSpec, check_table, read_table, write_table
@@ -390,25 +391,13 @@ def test_member_paths_escaping_the_archive(tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == ["p.npz"]
 
 
-def _patch_zip(path, offset: int, fmt: str, value: int, local: int) -> None:
-    import struct
-
-    blob = bytearray(path.read_bytes())
-    for sig, at_ in ((b"PK\x01\x02", offset), (b"PK\x03\x04", local)):
-        at = blob.find(sig)
-        while at >= 0:
-            blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
-            at = blob.find(sig, at + 4)
-    path.write_bytes(bytes(blob))
-
-
 def test_encrypted_members_and_unknown_compression_are_refused(tmp_path):
     """Both raised RuntimeError / NotImplementedError from zipfile through every reader before."""
     enc = _savez(tmp_path / "enc.npz", **_pairs())
-    _patch_zip(enc, 8, "<H", 0x1, local=6)
+    patch_zip(enc, 8, "<H", 0x1, local=6)
     _refused(enc, r"member 'responding\.npy' is encrypted; write the archive without a password")
     meth = _savez(tmp_path / "meth.npz", **_pairs())
-    _patch_zip(meth, 10, "<H", 99, local=8)
+    patch_zip(meth, 10, "<H", 99, local=8)
     _refused(meth, r"member 'responding\.npy' uses zip compression method 99, which cannot be read")
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 
 from ..base import Task
-from ..submission import ArrayFile, check_names, sparse_zeros
+from ..submission import ArrayFile, check_names, sparse_zeros, write_arrays
 from .cards import INSTANCE_SEGMENTATION, REFERENCE_ROWS
 
 SUBSETS = ("completely", "partly")
@@ -132,33 +132,14 @@ def write_predictions(path, predictions: dict[str, np.ndarray]) -> Path:
         write_predictions("preds.npz", {"R14A02-20180905_65_A6": labels, ...})
         neuroharness evaluate fisbe-instance-segmentation preds.npz
     """
-    from neuroharness.loaders.io import atomic_path, remove, replace_dir, temp_sibling
-
     path = Path(path)
     for name, a in predictions.items():
         a = np.asarray(a)
         if a.ndim not in (3, 4) or a.dtype.kind not in "biu":
             raise SubmissionError(f"{path}: array {name!r} has shape {a.shape} and dtype {a.dtype}; expected a "
                                   "(Z, Y, X) integer label image or a (N, Z, Y, X) integer/bool instance stack")
-    if path.suffix == ".npz":
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{str(k): np.asarray(v) for k, v in predictions.items()})
-    elif path.suffix == ".zarr":
-        import zarr
-
-        tmp = temp_sibling(path)
-        try:
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-            for name, a in predictions.items():
-                a = np.asarray(a)
-                chunks = (a.shape[0],) * (a.ndim == 4) + tuple(min(64, n) for n in a.shape[-3:])
-                root.create_array(str(name), data=a, chunks=chunks)
-            replace_dir(tmp, path)
-        finally:
-            remove(tmp)
-    else:
-        raise SubmissionError(f"{path}: unsupported format {path.suffix!r}; use .npz or .zarr")
-    return path
+    return write_arrays(path, predictions, compressed=True, chunks=lambda a: (
+        (a.shape[0],) * (a.ndim == 4) + tuple(min(64, n) for n in a.shape[-3:])))
 
 
 # -- store access ---------------------------------------------------------------------

@@ -32,7 +32,7 @@ from neuroharness.errors import NeuroharnessError, SubmissionError
 
 from ..base import Task
 from ..model_utils import describe
-from ..submission import NO_PICKLE, ArrayFile, check_names
+from ..submission import NO_PICKLE, ArrayFile, check_names, write_arrays
 from .cards import ALL, ENCODING, SUBJECTS
 from .data import EncodingSet
 
@@ -312,31 +312,13 @@ def write_predictions(path, predictions: dict[str, np.ndarray]) -> Path:
         write_predictions("preds.npz", {"subj01_lh": lh, "subj01_rh": rh})
         neuroharness evaluate nsd-encoding preds.npz --option subject=subj01
     """
-    from neuroharness.loaders.io import atomic_path, remove, replace_dir, temp_sibling
-
     path = Path(path)
     arrays = {str(k): np.asarray(v) for k, v in predictions.items()}
     for name, a in arrays.items():
         if a.ndim != 2 or a.dtype not in FLOAT_DTYPES:
             raise SubmissionError(f"{path}: array {name!r} has shape {a.shape} and dtype {a.dtype}; expected a "
                                   "(stimuli, vertices) float32 or float64 array")
-    if path.suffix == ".npz":
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    elif path.suffix == ".zarr":
-        import zarr
-
-        tmp = temp_sibling(path)
-        try:
-            root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-            for name, a in arrays.items():
-                root.create_array(name, data=a, chunks=(min(len(a), 64) or 1, a.shape[1] or 1))
-            replace_dir(tmp, path)
-        finally:
-            remove(tmp)
-    else:
-        raise SubmissionError(f"{path}: unsupported format {path.suffix!r}; use .npz or .zarr")
-    return path
+    return write_arrays(path, arrays, lambda a: (min(len(a), 64) or 1, a.shape[1] or 1))
 
 
 # -- the task ----------------------------------------------------------------------------------------
