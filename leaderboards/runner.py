@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from neuroharness.errors import NeuroharnessError
 from neuroharness.progress import status
 
 from .records import SCHEMA_VERSION, environment, record_filename, write_record
@@ -16,11 +17,19 @@ log = logging.getLogger("neuroharness")
 
 
 def dataset_entries(task, options: dict[str, str]) -> list[dict]:
-    """The record's ``datasets`` list: each dataset with the checksum of exactly what the task read."""
+    """The record's ``datasets`` list: each dataset the task read with these options (in the card's order),
+    with the checksum of exactly what it read. A task whose options select among its datasets (the EEG
+    task's ``dataset``/``protocol``) lists only those it read."""
     checksums = task.dataset_checksums(options)
     parts = task.dataset_parts(options)
+    unknown = sorted(set(checksums) - {d.name for d in task.card.datasets})
+    if unknown or not checksums:
+        raise NeuroharnessError(f"task {task.name}: dataset_checksums gave {sorted(checksums)}, expected a non-empty "
+                                f"subset of the card's datasets {[d.name for d in task.card.datasets]}")
     out = []
     for d in task.card.datasets:
+        if d.name not in checksums:
+            continue
         entry = {"name": d.name, "version": d.version, "content_sha256": checksums[d.name]}
         if d.name in parts:
             entry["parts"] = dict(sorted(parts[d.name].items()))

@@ -58,11 +58,14 @@ def get_loader(name: str) -> "DatasetLoader":
 
 
 def prepare(name: str, source: os.PathLike | str | None = None, force: bool = False,
-            only: str | list[str] | None = None) -> Path:
+            only: str | list[str] | None = None, strict: bool = False,
+            layout: os.PathLike | str | None = None) -> Path:
     """Fetch, verify and homogenize dataset ``name``; return its store path.
 
-    ``only`` selects parts of a dataset made of parts (the graphs of ``vesselgraph``)."""
-    return get_loader(name).prepare(source, force=force, only=only)
+    ``only`` selects parts of a dataset made of parts (the graphs of ``vesselgraph``);
+    ``layout`` is a layout file for datasets described by one (the EEG datasets);
+    ``strict`` fails instead of skipping and reporting bad parts (EEG recordings)."""
+    return get_loader(name).prepare(source, force=force, only=only, strict=strict, layout=layout)
 
 
 def open_dataset(name: str, version: str | None = None) -> "xr.Dataset | xr.DataTree":

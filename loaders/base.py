@@ -24,7 +24,7 @@ import xarray as xr
 import zarr
 
 from neuroharness import __version__
-from neuroharness.errors import DataFormatError, DownloadError, NeuroharnessError
+from neuroharness.errors import DataFormatError, DownloadError, NeuroharnessError, UsageError
 from neuroharness.progress import progress_bar, status
 
 from . import cache, fetch, io
@@ -44,6 +44,13 @@ class DatasetLoader:
     """
 
     card: ClassVar[DatasetCard]
+    #: Whether :meth:`prepare` accepts a layout file (``--layout``) describing the source.
+    takes_layout: ClassVar[bool] = False
+    #: Whether bad parts are skipped and reported rather than failing the build (``--strict`` fails instead).
+    skips_bad_parts: ClassVar[bool] = False
+    #: Set by :meth:`prepare` before :meth:`fetch` and :meth:`write` run.
+    strict: bool = False
+    layout: Path | None = None
 
     # -- the card's facts ------------------------------------------------------------
     @property
@@ -110,7 +117,8 @@ class DatasetLoader:
         return cache.store_path(self.name, version or self.version)
 
     def prepare(self, source: os.PathLike | str | None = None, force: bool = False,
-                only: str | list[str] | None = None) -> Path:
+                only: str | list[str] | None = None, strict: bool = False,
+                layout: os.PathLike | str | None = None) -> Path:
         """Fetch, verify and homogenize into the cache; return the store path.
 
         ``only`` selects some of the dataset's :attr:`parts` (e.g. graphs); the
@@ -119,8 +127,20 @@ class DatasetLoader:
         ``source`` than the one given, or (where ``source`` or ``only`` is given)
         with another ``only``, is an error. The store appears atomically, so an
         interrupted run leaves nothing and can be rerun.
+
+        ``layout`` is a layout file describing the source, for loaders that read
+        one (:attr:`takes_layout`); ``strict`` turns the parts a loader skips and
+        reports (:attr:`skips_bad_parts`, e.g. an unreadable recording) into a
+        failure.
         """
         only = self._selection(only)
+        if layout is not None and not self.takes_layout:
+            raise UsageError(f"dataset {self.name} reads no layout file; --layout applies to datasets described by "
+                             "one (nszed, repod-schizophrenia)")
+        if layout is not None and not Path(layout).expanduser().is_file():
+            raise UsageError(f"--layout {layout}: no such file; expected a TOML or YAML layout file")
+        self.strict = bool(strict)
+        self.layout = None if layout is None else Path(layout).expanduser()
         self._check_source(source)
         path = self.store_path()
         # a store that is already there is reused without the lock, so a read-only cache still serves it

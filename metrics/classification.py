@@ -8,6 +8,10 @@ positive/negative pair as one half).
 Multi-class labels: accuracy, balanced accuracy and per-class recall take
 ``y_true`` and ``y_pred`` (n,) integer class labels (any integers; floats
 are accepted only when integral).
+
+Binary decisions: confusion counts, sensitivity and specificity take
+``y_true`` and ``y_pred`` (n,) labels in {0, 1}, 1 being the positive class
+(e.g. "patient"); sensitivity is the recall of 1, specificity that of 0.
 """
 from __future__ import annotations
 
@@ -83,3 +87,36 @@ def balanced_accuracy(y_true, y_pred) -> float:
     1 / (number of classes in ``y_true``).
     """
     return float(np.mean(list(per_class_recall(y_true, y_pred).values())))
+
+
+def _binary_labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    y, p = _labels(y_true, y_pred)
+    for name, a in (("y_true", y), ("y_pred", p)):
+        bad = np.flatnonzero((a != 0) & (a != 1))
+        if bad.size:
+            raise ValueError(f"{name}: expected binary labels 0 and 1, found {a[bad[0]]} at index {bad[0]}")
+    return y, p
+
+
+def confusion_counts(y_true, y_pred) -> dict[str, int]:
+    """``{"tp", "fn", "tn", "fp"}`` of binary labels (1 = positive): true positives, false negatives (positives
+    predicted 0), true negatives, false positives (negatives predicted 1)."""
+    y, p = _binary_labels(y_true, y_pred)
+    return {"tp": int(((y == 1) & (p == 1)).sum()), "fn": int(((y == 1) & (p == 0)).sum()),
+            "tn": int(((y == 0) & (p == 0)).sum()), "fp": int(((y == 0) & (p == 1)).sum())}
+
+
+def sensitivity(y_true, y_pred) -> float:
+    """Recall of the positive class, tp / (tp + fn); ``ValueError`` if ``y_true`` has no positive."""
+    c = confusion_counts(y_true, y_pred)
+    if c["tp"] + c["fn"] == 0:
+        raise ValueError("y_true: has no positives (1), so sensitivity is undefined")
+    return c["tp"] / (c["tp"] + c["fn"])
+
+
+def specificity(y_true, y_pred) -> float:
+    """Recall of the negative class, tn / (tn + fp); ``ValueError`` if ``y_true`` has no negative."""
+    c = confusion_counts(y_true, y_pred)
+    if c["tn"] + c["fp"] == 0:
+        raise ValueError("y_true: has no negatives (0), so specificity is undefined")
+    return c["tn"] / (c["tn"] + c["fp"])

@@ -215,7 +215,7 @@ def cmd_datasets_info(args) -> int:
 
 def cmd_datasets_prepare(args) -> int:
     cards = [_dataset_card(name) for name in args.names]
-    for flag, value in (("--source", args.source), ("--only", args.only)):
+    for flag, value in (("--source", args.source), ("--only", args.only), ("--layout", args.layout)):
         if value and len(cards) > 1:
             raise UsageError(f"{flag} applies to one dataset; got {len(cards)}: {', '.join(args.names)}")
     if args.only is not None and not cards[0].parts:
@@ -224,7 +224,8 @@ def cmd_datasets_prepare(args) -> int:
     from neuroharness.loaders import get_loader
 
     for card in cards:
-        print(get_loader(card.name).prepare(args.source, force=args.force, only=args.only))
+        print(get_loader(card.name).prepare(args.source, force=args.force, only=args.only, strict=args.strict,
+                                            layout=args.layout))
     return 0
 
 
@@ -532,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--only", nargs="+", metavar="PART",
                     help="prepare only these parts of a dataset made of parts (vesselgraph: graph names, e.g. BALBc_no1)")
     dp.add_argument("--force", action="store_true", help="rebuild even if the store exists")
+    dp.add_argument("--layout", metavar="FILE",
+                    help="layout file (TOML or YAML) describing the source, for datasets read through one "
+                         "(nszed, repod-schizophrenia); default: the one installed with the harness")
+    dp.add_argument("--strict", action="store_true",
+                    help="fail when any part cannot be converted (default: skip it and report why)")
     dp.set_defaults(func=cmd_datasets_prepare)
 
     t = sub.add_parser("tasks", parents=[quiet], help="list and describe tasks")

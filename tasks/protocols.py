@@ -16,6 +16,7 @@ vesselgraph-link-prediction     :class:`LinkModel`            ``LinkData`` (``Li
 vesselgraph-vessel-classification :class:`VesselModel`        ``VesselData.without_test_labels()``
 fisbe-instance-segmentation     :class:`FisbeModel`           ``StoreData.without_test()``
 nsd-encoding                    :class:`EncodingModel`        ``NsdTrainingView`` (``.train(subject)``, ``.val(subject)``)
+eeg-schizophrenia               :class:`WindowClassifier`     ``EegTrainingView`` (``.fold(k)``: X, y, groups, info)
 =============================== ============================= ==========================================
 
 A model written outside the repository is registered through the entry-point
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .celegans.forecast import ForecastSplit
     from .celegans.structure_function import Inputs, Pairs
     from .celegans.windows import RaggedActivity
+    from .eeg.data import EegInfo
     from .fisbe.instance_segmentation import StoreData
     from .nsd.data import EncodingSet
     from .vesselgraph.link_prediction import LinkData
@@ -138,6 +140,23 @@ class EncodingModel(Protocol):
     def predict(self, data: EncodingSet) -> np.ndarray: ...
 
 
+@runtime_checkable
+class WindowClassifier(Protocol):
+    """``eeg-schizophrenia``: one deep copy is fitted per fold, on that fold's training windows only.
+
+    ``fit(X, y, groups, info, seed)``: ``X`` (n_windows, n_channels, n_times) float32 EEG in volts (the
+    store's common rate; channels in the order of ``info.ch_names``), ``y`` (n_windows,) int 0/1 (1 =
+    patient: the window's subject's diagnosis), ``groups`` (n_windows,) str the subject of each window
+    (for subject-wise inner validation), ``info`` an :class:`~.eeg.data.EegInfo` (``sfreq`` Hz,
+    ``ch_names``). ``predict_proba(X)``: (n_windows,) float probability of "patient" per window; the
+    task averages them per subject.
+    """
+
+    def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, info: EegInfo, seed: int) -> Any: ...
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray: ...
+
+
 #: The protocol a model of each task follows.
 BY_TASK: dict[str, type] = {
     "celegans-structure-function": StructureFunctionModel,
@@ -146,6 +165,8 @@ BY_TASK: dict[str, type] = {
     "vesselgraph-vessel-classification": VesselModel,
     "fisbe-instance-segmentation": FisbeModel,
     "nsd-encoding": EncodingModel,
+    "eeg-schizophrenia": WindowClassifier,
 }
 
-__all__ = ["BY_TASK", "EncodingModel", "FisbeModel", "ForecastModel", "LinkModel", "StructureFunctionModel", "VesselModel"]
+__all__ = ["BY_TASK", "EncodingModel", "FisbeModel", "ForecastModel", "LinkModel", "StructureFunctionModel", "VesselModel",
+           "WindowClassifier"]

@@ -65,3 +65,49 @@ def test_validation(y, p, match):
     for f in (accuracy, balanced_accuracy, per_class_recall):
         with pytest.raises(ValueError, match=match):
             f(y, p)
+
+
+# -- binary decisions: confusion counts, sensitivity, specificity ----------------------------------------
+def test_binary_decisions_by_hand():
+    from neuroharness.metrics.classification import confusion_counts, sensitivity, specificity
+
+    # 4 positives: 3 called 1; 3 negatives: 1 called 1
+    y = [1, 1, 1, 1, 0, 0, 0]
+    p = [1, 0, 1, 1, 0, 1, 0]
+    assert confusion_counts(y, p) == {"tp": 3, "fn": 1, "tn": 2, "fp": 1}
+    assert sensitivity(y, p) == pytest.approx(3 / 4) and specificity(y, p) == pytest.approx(2 / 3)
+    assert balanced_accuracy(y, p) == pytest.approx((3 / 4 + 2 / 3) / 2)
+    # always "patient" on 37 patients and 22 controls: 62.7% accuracy, 50% balanced accuracy
+    y = np.array([1] * 37 + [0] * 22)
+    always = np.ones(59, int)
+    assert accuracy(y, always) == pytest.approx(37 / 59) and round(accuracy(y, always), 3) == 0.627
+    assert (sensitivity(y, always), specificity(y, always), balanced_accuracy(y, always)) == (1.0, 0.0, 0.5)
+
+
+def test_binary_decisions_agree_with_sklearn():
+    from neuroharness.metrics.classification import confusion_counts, sensitivity, specificity
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        y = rng.integers(0, 2, size=rng.integers(4, 100))
+        y[:2] = (0, 1)
+        p = rng.integers(0, 2, size=len(y))
+        tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
+        assert confusion_counts(y, p) == {"tp": tp, "fn": fn, "tn": tn, "fp": fp}
+        assert sensitivity(y, p) == pytest.approx(skm.recall_score(y, p, pos_label=1))
+        assert specificity(y, p) == pytest.approx(skm.recall_score(y, p, pos_label=0))
+
+
+def test_binary_decisions_validation():
+    from neuroharness.metrics.classification import confusion_counts, sensitivity, specificity
+
+    with pytest.raises(ValueError, match=r"y_pred: expected binary labels 0 and 1, found 2 at index 1"):
+        confusion_counts([0, 1], [0, 2])
+    with pytest.raises(ValueError, match=r"y_true: expected binary labels 0 and 1, found -1 at index 0"):
+        sensitivity([-1, 1], [0, 1])
+    with pytest.raises(ValueError, match="has no positives"):
+        sensitivity([0, 0], [0, 1])
+    with pytest.raises(ValueError, match="has no negatives"):
+        specificity([1, 1], [0, 1])
+    with pytest.raises(ValueError, match="differ in length"):
+        specificity([0, 1], [0])

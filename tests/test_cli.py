@@ -63,7 +63,8 @@ def test_datasets_list(capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe",
-                                                      "nsd-algonauts2023", "vesselgraph"]
+                                                      "nsd-algonauts2023", "nszed", "repod-schizophrenia",
+                                                      "vesselgraph"]
     assert all(re.search(r" v1\.0 +(prepared|not prepared) ", line) for line in lines)
 
 
@@ -95,15 +96,16 @@ def test_tasks_info_json(capsys):
 
 
 # -- usage errors: bad command-line values, reported before any work -----------------
-VALID_TASKS = (f"celegans-forecast, {TASK}, fisbe-instance-segmentation, nsd-encoding, vesselgraph-link-prediction, "
+VALID_TASKS = (f"celegans-forecast, {TASK}, eeg-schizophrenia, fisbe-instance-segmentation, nsd-encoding, "
+               "vesselgraph-link-prediction, "
                "vesselgraph-vessel-classification")
 
 
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, nsd-algonauts2023, vesselgraph"),
-        (["datasets", "prepare", "celegans-connectome", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, nsd-algonauts2023, vesselgraph"),
+        (["datasets", "info", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, nsd-algonauts2023, nszed, repod-schizophrenia, vesselgraph"),
+        (["datasets", "prepare", "celegans-connectome", "nope"], "unknown dataset 'nope'; valid datasets: celegans-activity, celegans-connectome, celegans-funatlas, fisbe, nsd-algonauts2023, nszed, repod-schizophrenia, vesselgraph"),
         (["datasets", "prepare", "celegans-connectome", "celegans-funatlas", "--source", "x"],
          "--source applies to one dataset; got 2: celegans-connectome, celegans-funatlas"),
         (["datasets", "prepare", "fisbe", "--only", "x"],

@@ -64,7 +64,7 @@ def test_listing_and_cards_import_nothing_heavy(flags, tmp_path):
     out = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
     got = json.loads(out.stdout)
     assert got["names"] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe", "nsd-algonauts2023",
-                            "vesselgraph"]
+                            "nszed", "repod-schizophrenia", "vesselgraph"]
     assert got["broken"] == {} and got["heavy"] == []
     assert got["citation"].startswith("White et al. 1986")  # literal text, not a slice of a docstring (-OO)
 
@@ -99,7 +99,8 @@ def test_each_loader_reads_its_facts_from_its_card():
             assert getattr(loader, key) == getattr(c, key), (name, key)
             assert key not in vars(type(loader)), f"{name}: {key} is set on the class, not only on the card"
         assert list(inspect.signature(loader.fetch).parameters) == ["source", "only"]
-        assert isinstance(loader, TreeLoader) == (name in ("fisbe", "nsd-algonauts2023", "vesselgraph"))
+        assert isinstance(loader, TreeLoader) == (name in ("fisbe", "nsd-algonauts2023", "nszed", "repod-schizophrenia",
+                                                                 "vesselgraph"))
     assert L.get_card("vesselgraph").parts == "graph" and L.get_card("fisbe").parts == ""
     with pytest.raises(UnknownNameError, match="unknown dataset 'nope'; valid datasets: celegans-activity"):
         L.get_card("nope")

@@ -27,6 +27,8 @@ block is gone. What is done with each block, and why:
   option and graph names must exist.
 - **NSD** (bash): run as written, offline, in an empty cache: a synthetic subject (NSD itself may not be
   redistributed), prepared, two baselines run and ranked. The scores the text after the block states are asserted.
+- **EEG** (bash): run as written, offline, in an empty cache: the synthetic NSzED-shaped fixture (neither
+  release is reachable from CI), prepared, two baselines run and ranked. The scores the text states are asserted.
 - **Your own model** (python): run on the real data; the columns and orientation that its comments
   state are asserted. (toml): parsed; the entry point must be the example plugin's, for a registered task,
   naming a factory that the plugin package defines.
@@ -83,6 +85,7 @@ DATASETS, SUBMIT, OWN_MODEL = "Datasets", "Submitting predictions", "Your own mo
 FISBE = "Dataset `fisbe` and task `fisbe-instance-segmentation`"
 VESSELGRAPH = "Dataset `vesselgraph` and tasks `vesselgraph-link-prediction`, `vesselgraph-vessel-classification`"
 NSD = "Dataset `nsd-algonauts2023` and task `nsd-encoding`"
+EEG = "Datasets `nszed`, `repod-schizophrenia` and task `eeg-schizophrenia`"
 PERFORMANCE, LAYOUT = "Performance", "Layout"
 
 # (heading, fence language) -> what is done with the block (the module docstring says why)
@@ -95,6 +98,7 @@ BLOCKS = {
     (FISBE, "bash"): "checked against --help and the parser",
     (VESSELGRAPH, "bash"): "checked against --help and the parser",
     (NSD, "bash"): "run",
+    (EEG, "bash"): "run",
     (OWN_MODEL, "python"): "run",
     (OWN_MODEL, "toml"): "checked against the example plugin",
     (PERFORMANCE, "bash"): "collected by pytest",
@@ -391,7 +395,7 @@ def test_what_next(in_real_home):
     ran = [run_command(line, argv, cwd) for line, argv in commands(block(WHAT_NEXT, "bash"))]
     listed = [ln.split()[0] for ln in ran[0].out.splitlines() if ln.strip()]
     assert ran[0].argv[1:] == ["tasks", "list"] and sorted(listed) == sorted(nh.list_tasks())
-    assert len(listed) == 6, "the README says 'the six tasks'"
+    assert len(listed) == 7, "the README says 'the seven tasks'"
     assert ran[1].argv[1:3] == ["leaderboard", "--all"]
     index = (cwd / "site" / "index.html").read_text()
     assert f"{TASK}.html" in index
@@ -722,3 +726,22 @@ def test_nsd_block_on_a_synthetic_subject(tmp_path, monkeypatch, offline):
     assert round(scores["pixels-pca-ridge"], 2) == float(stated.group(1))
     assert scores["mean-response"] == float(stated.group(2))
     assert "| 1 | pixels-pca-ridge |" in ran[-1].out
+
+
+# -- EEG ---------------------------------------------------------------------------------
+def test_eeg_block_on_the_synthetic_fixture(tmp_path, monkeypatch, offline):
+    from neuroharness.leaderboards.records import read_records
+
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home"))
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    ran = [run_command(line, argv, cwd) for line, argv in commands(block(EEG, "bash"))]
+    run = next(r for r in ran if r.argv[1] == "run")
+    out = Path(cwd / run.argv[run.argv.index("--out") + 1])
+    scores = {r["model"]["name"]: r["metrics"]["main_score"] for _, r in read_records(out)}
+    stated = re.search(r"`bandpower-logreg` reaches a balanced accuracy of ([0-9.]+) and\s+`majority`, the floor, "
+                       r"([0-9]+(?:\.[0-9]+)?)", README.read_text())
+    assert stated, "the README states both scores after the EEG block"
+    assert round(scores["bandpower-logreg"], 2) == float(stated.group(1))
+    assert scores["majority"] == float(stated.group(2))
+    assert "| 1 | bandpower-logreg |" in ran[-1].out
