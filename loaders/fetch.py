@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import time
 import urllib.error
@@ -148,6 +149,29 @@ def download(urls: str | Iterable[str], dest: os.PathLike, sha256: str | None, *
     if bad_checksums:
         raise ChecksumError("; ".join(bad_checksums + errors))
     raise DownloadError(f"could not download {dest.name}: " + "; ".join(dedupe(errors)))
+
+
+def get_json(url: str, what: str, retries: int = 3, timeout: float = 60) -> dict:
+    """The JSON document at ``url`` (an API answer such as a Zenodo or Dataverse record), retried like downloads.
+
+    ``what`` names it in errors ("the Zenodo record"). A 4xx answer other than 429 is not retried; a body that
+    is not JSON is a :class:`DownloadError` at once."""
+    errors = []
+    for attempt in range(retries):
+        try:
+            req = urllib.request.Request(url, headers={"User-Agent": "neuroharness", "Accept": "application/json"})
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read().decode())
+        except urllib.error.HTTPError as e:
+            errors.append(f"HTTP {e.code}")
+            if 400 <= e.code < 500 and e.code != 429:
+                break
+        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as e:
+            errors.append(str(e))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DownloadError(f"{url}: {what} is not valid JSON ({e})") from e
+        time.sleep(min(2**attempt, 5) * 0.1)
+    raise DownloadError(f"could not read {what} {url}: " + "; ".join(dedupe(errors)))
 
 
 def dedupe(errors: list[str]) -> list[str]:

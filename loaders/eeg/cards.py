@@ -44,7 +44,8 @@ REPOD = DatasetCard(
         "F4, F8, T3, C3, Cz, C4, T4, T5, P3, Pz, P4, T6, O1, O2) at 250 Hz, one EDF file per subject named hNN.edf "
         "(healthy) or sNN.edf (schizophrenia). Described by the layout file loaders/eeg/layouts/repod.toml through "
         "the same mechanism as NSzED and homogenized the same way (T3/T4/T5/T6 -> T7/T8/P7/P8, volts, one group "
-        "per recording). Used alone and as the other site of the cross-site protocol of eeg-schizophrenia."
+        "per recording). Downloaded from RepOD's Dataverse server (md5-verified) or read from --source DIR. Used "
+        "alone and as the other site of the cross-site protocol of eeg-schizophrenia."
     ),
     license="unknown (not yet verified; see the RepOD record doi:10.18150/repod.0107441)",
     citation=("Olejarczyk E, Jernajczyk W (2017) Graph-based analysis of brain connectivity in schizophrenia. "
@@ -53,9 +54,11 @@ REPOD = DatasetCard(
     homepage="https://doi.org/10.18150/repod.0107441",
     parts="recording",
     loader="neuroharness.loaders.eeg.loader:RepodLoader",
-    offline=("the RepOD files are not downloaded by the harness: download the 28 EDF files from "
-             "https://doi.org/10.18150/repod.0107441 into one folder and pass --source DIR. A synthetic stand-in in "
-             "the same layout: python scripts/make_eeg_fixture.py repod DIR, then --source DIR"),
+    offline=("without --source the EDF files are downloaded from RepOD's Dataverse API (https://repod.icm.edu.pl, "
+             "dataset doi:10.18150/repod.0107441, each checked against its published md5 and size); "
+             "NEUROHARNESS_REPOD_URL (or an http(s) --source) names a mirror answering the same API. Offline: "
+             "download the 28 EDF files by hand into one folder and pass --source DIR. A synthetic stand-in in the "
+             "same layout: python scripts/make_eeg_fixture.py repod DIR, then --source DIR"),
 )
 
 CARDS = (NSZED, REPOD)

@@ -1,7 +1,8 @@
 """The EEG loaders (``nszed``, ``repod-schizophrenia``): a folder of recordings + a layout file -> one store.
 
-Nothing is downloaded (no public URL of NSzED is confirmed; RepOD's files are
-fetched by hand): ``--source DIR`` is required. The layout file (the packaged
+NSzED has no confirmed public URL, so ``--source DIR`` is required for it;
+RepOD's files are downloaded from its Dataverse server when no ``--source`` is
+given (:mod:`.dataverse`, md5-verified). The layout file (the packaged
 ``layouts/<name>.toml``, or the user's own with ``--layout FILE``) says which
 files are recordings and what they are (:mod:`.layout`, :mod:`.metadata`);
 each recording is read through MNE (:mod:`.reader`) and written as one group
@@ -24,8 +25,12 @@ from neuroharness.progress import progress_bar, status
 
 from ..base import TreeLoader, root_attrs
 from . import cards
+from .dataverse import REPOD_PID, REPOD_SERVER, download_dataset
 from .layout import Layout, SkipRecording, load_layout, packaged_layout
-from .metadata import RecordingInfo, companions, plan
+from .metadata import COMPANIONS, RecordingInfo, companions, plan
+
+#: suffixes of the files that belong to a recording held in another file (BrainVision .vmrk/.eeg, EEGLAB .fdt)
+COMPANION_SUFFIXES = frozenset(s for group in COMPANIONS.values() for s in group)
 from .reader import read_recording
 from .recordings import Recordings, open_recordings
 from .store import root_attrs as store_root_attrs
@@ -52,23 +57,29 @@ class EegLoader(TreeLoader):
     skips_bad_parts: ClassVar[bool] = True
     #: the packaged layout read when no ``--layout`` is given (``layouts/<packaged>.toml``)
     packaged: ClassVar[str]
+    #: ``(server, persistent id)`` of a public Dataverse dataset to download when no ``--source`` is given
+    #: (``$NEUROHARNESS_REPOD_URL`` or an http(s) ``--source`` names another server); None: no download
+    dataverse: ClassVar[tuple[str, str] | None] = None
 
     def current_layout(self) -> Layout:
         """The user's layout file (``--layout``) if one was given to :meth:`prepare`, else the packaged one."""
         return load_layout(self.layout) if self.layout is not None else packaged_layout(self.packaged)
 
     def fetch(self, source, only=None):
-        if source is None:
+        layout = self.current_layout()
+        text = "" if source is None else str(source)
+        downloaded = None
+        if self.dataverse is not None and (source is None or text.startswith(("http://", "https://"))):
+            downloaded = self._download(layout, text or None)
+        elif source is None:
             raise DataFormatError(f"{self.name}: {self.card.offline}")
-        text = str(source)
-        if "://" in text:
+        elif "://" in text:
             raise DataFormatError(f"--source {text}: only a local folder is read for {self.name}; "
                                   f"{self.card.offline}")
-        root = Path(text).expanduser()
+        root = downloaded[0] if downloaded else Path(text).expanduser()
         if not root.is_dir():
             raise DataFormatError(f"--source {root}: not a folder; expected the folder holding the recordings (and "
                                   f"the metadata table) of {self.name}")
-        layout = self.current_layout()
         recordings, skipped, table_files = plan(root, layout)
         if only is not None:
             held = {r.recording: r for r in recordings}
@@ -81,8 +92,21 @@ class EegLoader(TreeLoader):
         for info in recordings:
             files[info.file] = info.path
             files.update(companions(root, info.file))
-        origin = f"local copy {root} read with the layout {layout.name!r} ({layout.origin})"
+        where = downloaded[1] if downloaded else f"local copy {root}"
+        origin = f"{where} read with the layout {layout.name!r} ({layout.origin})"
         return EegSource(files, root, layout, recordings, skipped), origin
+
+    def _download(self, layout: Layout, server: str | None) -> tuple[Path, str]:
+        """The recordings the layout reads (and their companions, and the metadata table), downloaded from the
+        Dataverse dataset :attr:`dataverse` into the cache; ``(folder, origin)``."""
+        _, pid = self.dataverse
+
+        def keep(path: str) -> bool:
+            suffix = Path(path).suffix.lower().lstrip(".")
+            return layout.is_recording(path) or path == layout.metadata_table or suffix in COMPANION_SUFFIXES
+
+        folder, origin, _ = download_dataset(self.name, pid, keep, server=server)
+        return folder, origin
 
     def write(self, files, target):
         if not isinstance(files, EegSource):
@@ -163,6 +187,7 @@ class NszedLoader(EegLoader):
 class RepodLoader(EegLoader):
     card = cards.REPOD
     packaged = "repod"
+    dataverse = (REPOD_SERVER, REPOD_PID)
 
 
 def loader(dataset: str = "nszed") -> EegLoader:

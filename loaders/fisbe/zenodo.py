@@ -20,10 +20,7 @@ import dataclasses
 import json
 import os
 import re
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from neuroharness.errors import DownloadError
@@ -53,25 +50,6 @@ def base_url(source: str | None = None) -> str:
 
 def record_url(base: str) -> str:
     return f"{base}/api/records/{RECORD_ID}"
-
-
-def _get_json(url: str, retries: int = 3, timeout: float = 60) -> dict:
-    errors = []
-    for attempt in range(retries):
-        try:
-            req = urllib.request.Request(url, headers={"User-Agent": "neuroharness", "Accept": "application/json"})
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return json.loads(resp.read().decode())
-        except urllib.error.HTTPError as e:
-            errors.append(f"HTTP {e.code}")
-            if 400 <= e.code < 500 and e.code != 429:
-                break
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            errors.append(str(e))
-        except json.JSONDecodeError as e:
-            raise DownloadError(f"{url}: the Zenodo record is not valid JSON ({e})") from e
-        time.sleep(min(2**attempt, 5) * 0.1)
-    raise DownloadError(f"could not read the Zenodo record {url}: " + "; ".join(fetch.dedupe(errors)))
 
 
 def record_files(record: dict, base: str) -> list[RecordFile]:
@@ -123,7 +101,7 @@ def download_release(source: str | None = None) -> tuple[dict[str, Path], str]:
     folder.mkdir(parents=True, exist_ok=True)
     saved = folder / "record.json"
     try:
-        record = _get_json(url)
+        record = fetch.get_json(url, "the Zenodo record")
     except DownloadError:
         if not saved.exists():  # offline but downloaded before: the saved record still pins the checksums
             raise
