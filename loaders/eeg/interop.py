@@ -74,13 +74,16 @@ def _import_braindecode():
 
 
 def to_braindecode(recordings: Recordings, condition: str | None = None, recording_ids=None, target: str = "label"):
-    """Recordings as a braindecode ``BaseConcatDataset`` of ``BaseDataset(raw, description=row)``.
+    """Recordings as a braindecode ``BaseConcatDataset`` of ``RawDataset(raw, description=row)`` (``BaseDataset``
+    in braindecode <= 1.2).
 
     ``condition`` keeps that condition's recordings, ``recording_ids`` those ids (default: all). Each
     description is the recording's row of the table plus ``recording`` and ``label`` (1 patient, 0 control),
     which is the dataset's ``target_name`` by default (``target``).
     """
     bd = _import_braindecode()
+    # braindecode renamed BaseDataset (<= 1.2) to RawDataset (1.3 onwards, without the old name)
+    raw_dataset = getattr(bd, "RawDataset", None) or bd.BaseDataset
     import pandas as pd
 
     table = recordings.table
@@ -98,5 +101,5 @@ def to_braindecode(recordings: Recordings, condition: str | None = None, recordi
     datasets = []
     for rec, row in table.iterrows():
         description = pd.Series({"recording": rec, **row.to_dict(), "label": LABELS[row["group"]]})
-        datasets.append(bd.BaseDataset(to_mne(recordings, rec), description=description, target_name=target))
+        datasets.append(raw_dataset(to_mne(recordings, rec), description=description, target_name=target))
     return bd.BaseConcatDataset(datasets)
