@@ -289,7 +289,7 @@ def test_plan_resolves_fields_groups_conditions_and_clinical_nan(tmp_path):
      "condition 'sleep' (column 'condition', row 3, of the metadata table meta.csv) is not listed in the "
      "[conditions] table of the layout; expected one of arith, arithmetic, ec, rest, resting"),
     ("x.edf,S9,SZ,resting,1,A,old,,,\n",
-     "age is 'old' (column 'age', row 3, of the metadata table meta.csv), expected a number or an empty cell"),
+     "age is 'old' (column 'age', row 3, of the metadata table meta.csv), expected a finite number or an empty cell"),
     ("x.edf,,SZ,resting,1,A,,,,\n", "no subject (column 'subject_id' gives none, and [defaults] has none)"),
     ("y.edf,S9,SZ,resting,1,A,,,,\n",
      "not listed in the metadata table meta.csv (column 'file'), so its subject and group are unknown; add a row "

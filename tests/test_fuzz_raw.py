@@ -2,9 +2,9 @@
 
 Every parser starts from a VALID input in the exact raw layout of its source (the
 ``scripts/make_*_fixture.py`` generators, small sizes; the cect and wormneuroatlas
-layouts rebuilt as the real files have them) and gets generated damage:
-truncations, flipped and spliced bytes, wrong dtypes, NaN/inf, missing, extra,
-renamed and reordered columns or fields, huge declared sizes, ``../`` and
+layouts rebuilt as the real files have them; an EEG EDF written by MNE's exporter) and
+gets generated damage: truncations, flipped and spliced bytes, wrong dtypes, NaN/inf,
+missing, extra, renamed and reordered columns or fields, huge declared sizes, ``../`` and
 absolute member names, empty files and wrong encodings.
 
 The property, for every generated input: the parser either succeeds and its
@@ -2110,3 +2110,739 @@ def test_nsd_mapping_the_store_refuses_names_the_file(nsd_release, tmp_path, mon
             with pytest.raises(DataFormatError, match=re.escape(str(path))):
                 get_loader("nsd-algonauts2023").prepare(source=folder, force=True)
             assert leftovers(home) == []
+
+
+# =============================================================================== EEG (nszed, repod-schizophrenia)
+# Three parsers of loaders/eeg and prepare on top of them:
+# * layout files (layout.py): the packaged nszed and repod layouts, as TOML and as YAML, edited as documents
+#   (unknown keys in every table, values of every wrong type, bad and pathological regular expressions, keys
+#   dropped, tables renamed, non-string keys, deep nesting, one raw value in two groups) and then maybe damaged
+#   as bytes, read with ``load_layout`` from a file; a layout that parses must also be usable (every device maps
+#   the fixture's labels, or refuses them with a skip reason);
+# * the metadata table (metadata.py ``read_table``, ``plan``): the NSzED fixture's metadata.csv (as CSV, TSV
+#   and .xlsx) with the table edits and byte damage of the other sections, planned against a source folder of
+#   empty recording files (planning reads no signal);
+# * EDF files (reader.py ``check_edf_size``, ``read_recording``): a small EDF+ written here by
+#   ``mne.export.export_raw`` (device A's labels "EEG Fz-REF", "EEG T3-REF", ..., an ECG channel, 500 Hz
+#   resampled to 250 Hz, two annotations), truncated, header fields rewritten (signal count, record count and
+#   duration, sample counts, physical/digital ranges, labels with odd bytes, dates), annotation records
+#   garbled, bytes flipped. A reader either returns a recording that passes the checks of a valid one or raises
+#   the skip mechanism (``SkipRecording`` with a reason; the loader pairs it with the file); every read runs
+#   under a lowered address-space limit so that an input which makes it allocate without bound fails here with
+#   a MemoryError instead of exhausting the machine, and the file and its folder are left as they were;
+# * prepare (few examples): the RepOD fixture with one EDF damaged, normal or ``--strict``: the store lists the
+#   file as converted or skipped with a reason, or a DataFormatError names it and nothing is written.
+import dataclasses  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+import tomllib  # noqa: E402
+
+from neuroharness.loaders.eeg import layout as eeg_layout  # noqa: E402
+from neuroharness.loaders.eeg import metadata as eeg_meta  # noqa: E402
+from neuroharness.loaders.eeg import reader as eeg_reader  # noqa: E402
+from neuroharness.loaders.eeg.layout import SkipRecording  # noqa: E402
+
+eeg_gen = load_script("make_eeg_fixture")
+EEG_LABELS = ("EEG Fz-REF", "EEG T3-REF", "EEG Pz-REF", "ECG")  # device A's style: prefix, suffix, an old name
+EEG_GROUPS = ("patient", "control")
+
+
+# -- layout files ---------------------------------------------------------------------------------------------
+class Deep:
+    """A value written as ``depth`` nested lists (``[[[...1...]]]``): parsers of both formats recurse on it."""
+
+    def __init__(self, depth: int):
+        self.depth = depth
+
+    def __repr__(self) -> str:
+        return f"Deep({self.depth})"
+
+
+def _toml_key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, Deep):
+        return "[" * v.depth + "1" + "]" * v.depth
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return "nan" if v != v else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string (\\uXXXX escapes) is a TOML basic string
+    if isinstance(v, list):
+        return "[" + ", ".join(map(_toml_value, v)) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(type(v))
+
+
+def toml_text(doc: dict) -> str:
+    """``doc`` as TOML: scalars and lists as ``key = value``, tables as ``[a.b]`` sections (the layouts' style)."""
+    out = []
+
+    def section(path: list[str], table: dict):
+        plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if path and (plain or not table):
+            out.append("[" + ".".join(map(_toml_key, path)) + "]")
+        out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in plain.items())
+        for k, v in table.items():
+            if isinstance(v, dict):
+                section(path + [k], v)
+
+    section([], doc)
+    return "\n".join(out) + "\n"
+
+
+def _yaml_scalar(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and not math.isfinite(v):
+        return ".nan" if v != v else (".inf" if v > 0 else "-.inf")
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
+
+
+def yaml_text(doc) -> str:
+    """``doc`` as YAML flow style (any key type, null, nesting written as it is; ``safe_dump`` would recurse)."""
+    if isinstance(doc, Deep):
+        return "[" * doc.depth + "1" + "]" * doc.depth
+    if isinstance(doc, dict):
+        return "{" + ", ".join(f"{_yaml_scalar(k) if not isinstance(k, str) else json.dumps(k)}: {yaml_text(v)}"
+                               for k, v in doc.items()) + "}"
+    if isinstance(doc, list):
+        return "[" + ", ".join(map(yaml_text, doc)) + "]"
+    return _yaml_scalar(doc)
+
+
+def _tables(doc: dict, path=()) -> list[tuple[str, ...]]:
+    """Paths of every table of ``doc`` (the top level is ``()``)."""
+    out = [path]
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            out += _tables(v, path + (k,))
+    return out
+
+
+def _leaves(doc: dict, path=()) -> list[tuple[str, ...]]:
+    out = []
+    for k, v in doc.items():
+        out += _leaves(v, path + (k,)) if isinstance(v, dict) else [path + (k,)]
+    return out
+
+
+def _at(doc: dict, path) -> dict:
+    for k in path:
+        doc = doc[k]
+    return doc
+
+
+def _where(path) -> str:
+    """The checker's name of a table: ``[metadata.columns]``, ``[devices.device_a]``, or the top level."""
+    return "the top level" if not path else "[" + ".".join(map(str, path)) + "]"
+
+
+def _allowed(path) -> tuple | None:
+    """The keys the checker allows in the table at ``path`` (None: any key names an entry, e.g. a device)."""
+    if not path:
+        return eeg_layout.ALLOWED[""]
+    if path[0] == "devices":
+        return eeg_layout.ALLOWED["device"] if len(path) == 2 else None
+    if path[0] == "conditions":
+        return None
+    return eeg_layout.ALLOWED.get(".".join(path))
+
+
+WRONG_VALUES = [1, 0, -1, 1.5, math.nan, math.inf, -math.inf, 2**70, True, False, "", " ", "x", "\u00e9\u0661",
+                [], ["a", 1], [["a"]], [True], {}, {"a": 1}, {"name": "x"}]
+BAD_REGEXES = ["(", "[a-", "(?P<subject>", "(?P<1x>a)", "a{2,1}", "\\", "*a", "(?P<bogus>a)",
+               "(?P<subject>a)(?P<subject>b)", "(?<=a+)b", "\\p{L}", "(?i", "(?P<subject>.*)\\.edf(?P<group>",
+               "(" * 1200 + ")" * 1200, "(?:" * 400 + "a" + ")" * 400, "[" * 50, "(?P<subject>[hs])\\d{2}\\.edf",
+               "x" * 5000]
+ODD_KEYS = ["Name", "name ", "common-sfreq", "extra", "tabel", "colums", "", "\u00fcmlaut", "1", "layout.name",
+            "pattern2", "patients", "Reference"]
+
+
+@st.composite
+def damaged_layout(draw, doc):
+    """(document, expected): one edit of a valid layout document; ``expected`` a pattern its refusal matches after
+    "layout file <file>: ", "ok" (it must parse), or None (either)."""
+    doc = json.loads(json.dumps(unwrap(doc)))  # a deep copy with str keys
+    kind = draw(st.sampled_from(["valid", "unknown_key", "unknown_key", "wrong_type", "wrong_type", "bad_regex",
+                                 "bad_regex", "drop", "rename_table", "non_string_key", "deep", "two_groups"]))
+    note(f"layout edit: {kind}")
+    if kind == "valid":
+        return doc, "ok"
+    if kind == "unknown_key":
+        path = draw(st.sampled_from([p for p in _tables(doc) if _allowed(p) is not None]))
+        allowed = _allowed(path)
+        key = draw(st.sampled_from([k for k in ODD_KEYS if k not in allowed]))
+        _at(doc, path)[key] = draw(st.sampled_from(["x", 1, ["a"]]))
+        return doc, re.escape(f"{_where(path)}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
+    if kind == "wrong_type":
+        leaf = draw(st.sampled_from(_leaves(doc)))
+        _at(doc, leaf[:-1])[leaf[-1]] = draw(st.sampled_from(WRONG_VALUES))
+        note(f"at {leaf}")
+        return doc, None
+    if kind == "bad_regex":
+        regex = draw(st.sampled_from(BAD_REGEXES))
+        devices = sorted(doc.get("devices", {}))
+        try:  # what Python makes of it: an re.error is refused naming the table and key, the rest may parse
+            re.compile(regex, re.IGNORECASE)
+            invalid = False
+        except re.error:
+            invalid = True
+        except RecursionError:
+            invalid = None  # see EEG_OPEN_BUGS: how the fix words it is the fix's choice
+        if devices and draw(st.booleans()):
+            dev = draw(st.sampled_from(devices))
+            doc["devices"][dev]["ignore"] = [*doc["devices"][dev].get("ignore", []), regex]
+            note(f"ignore of {dev}: {regex[:40]!r}")
+            where = f"[devices.{dev}]: key 'ignore': {regex!r}"
+        else:
+            doc["names"] = {"pattern": regex}
+            note(f"names.pattern: {regex[:40]!r}")
+            where = "[names]: key 'pattern'"
+        return doc, re.escape(f"{where} is not a valid regular expression") if invalid else None
+    if kind == "drop":
+        path = draw(st.sampled_from(_leaves(doc) + [(k,) for k in doc]))
+        del _at(doc, path[:-1])[path[-1]]
+        note(f"dropped {path}")
+        return doc, None
+    if kind == "rename_table":
+        old = draw(st.sampled_from(sorted(doc)))
+        new = draw(st.sampled_from([old.upper(), old + "s", old[:-1], "Layout", "device", "metadata_columns"]))
+        doc[new] = doc.pop(old)
+        note(f"[{old}] renamed [{new}]")
+        # the top level's keys are checked first: a key it does not allow is the refusal
+        return doc, None if new in eeg_layout.ALLOWED[""] else re.escape(
+            f"the top level: unknown key {new!r}; allowed keys: {', '.join(eeg_layout.ALLOWED[''])}")
+    if kind == "non_string_key":  # YAML only: int, bool and null keys
+        path = draw(st.sampled_from(_tables(doc)))
+        _at(doc, path)[draw(st.sampled_from([1, 0, True, None, 2.5]))] = draw(st.sampled_from(["x", ["a"], {}]))
+        note(f"in {_where(path)}")
+        return doc, None
+    if kind == "deep":
+        leaf = draw(st.sampled_from(_leaves(doc)))
+        _at(doc, leaf[:-1])[leaf[-1]] = Deep(draw(st.sampled_from([3, 60, 3000])))
+        note(f"at {leaf}")
+        return doc, None
+    # one raw value under both groups
+    raw = draw(st.sampled_from(["SZ", "hc", "Patient", " control ", "x"]))
+    doc.setdefault("groups", {}).setdefault("patient", []).append(raw)
+    doc["groups"].setdefault("control", []).append(raw)
+    return doc, re.escape("[groups]: value ") + r".* is listed under both '(patient|control)' and '(patient|control)'"
+
+
+def _has_non_toml(v) -> bool:
+    if isinstance(v, dict):
+        return any(not isinstance(k, str) or _has_non_toml(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(_has_non_toml(x) for x in v)
+    return v is None
+
+
+def check_layout(lay) -> None:
+    """A parsed layout is complete and usable: every field has a source, every device maps labels or refuses
+    them with a skip reason, and groups/conditions resolve."""
+    assert isinstance(lay, eeg_layout.Layout)
+    assert isinstance(lay.name, str) and lay.name.strip()
+    assert math.isfinite(lay.common_sfreq) and lay.common_sfreq > 0
+    assert lay.formats and all(isinstance(f, str) and f and not f.startswith(".") for f in lay.formats)
+    given = set(lay.columns) | set(lay.defaults) | (set(lay.pattern.groupindex) if lay.pattern else set())
+    assert set(eeg_layout.ID_FIELDS) <= given
+    assert set(lay.groups.values()) <= set(EEG_GROUPS)
+    for raw in ("SZ", "HC", "patient", "s", "h", "x"):
+        assert lay.group(raw) in (*EEG_GROUPS, None)
+    if lay.conditions is not None:
+        assert all(isinstance(c, str) and c for c in lay.conditions.values())
+    labels = [*EEG_LABELS, "FP1", "T7", "Photic", "EEG T3-REF", "Status", "\u00e9", ""]
+    for name in [*lay.devices, "device_a", "other"]:
+        try:
+            dev = lay.device(name)
+            cmap = dev.map_channels(labels)
+        except SkipRecording as e:
+            assert isinstance(e.reason, str) and e.reason
+            continue
+        assert len(cmap.native) == len(cmap.canonical) and set(cmap.canonical) <= set(eeg_layout.canonical_channels())
+
+
+@pytest.fixture(scope="module")
+def eeg_layout_docs():
+    return Inputs({name: tomllib.loads(eeg_layout.packaged_layout_text(name)) for name in eeg_layout.PACKAGED})
+
+
+# Bugs the fuzzing found in loaders/eeg and not fixed yet (reported; each has a strict-xfail regression test at
+# the end of this section). While a bug is listed here, an example that hits it is counted (hypothesis'
+# statistics: "open bug: ...") instead of failing its property, so the property goes on checking everything
+# else. Remove the entry with the fix (and the test's xfail): any recurrence then fails the property.
+EEG_OPEN_BUGS: dict[str, str] = {}  # all four found by this suite are fixed (see git log); none open
+# how an open bug shows as an exception escaping a parser
+EEG_ESCAPES = {
+    "layout-deep-nesting": lambda e: isinstance(e, RecursionError),
+    "layout-non-string-condition": lambda e: isinstance(e, TypeError) and "expected string" in str(e),
+}
+
+
+def open_bug_or_fail(ok: bool, bug: str, message: str) -> None:
+    """Assert ``ok``; while ``bug`` is open (:data:`EEG_OPEN_BUGS`) a failure is counted instead."""
+    if ok:
+        return
+    assert bug in EEG_OPEN_BUGS, message
+    note(f"open bug {bug}: {message}")
+    event(f"open bug: {bug}")
+
+
+@contextlib.contextmanager
+def eeg_parsed(names, fields=()):
+    """:func:`parsed`, where an escape of an open bug (:data:`EEG_OPEN_BUGS`) is counted, not raised."""
+    box = {"error": None, "open_escape": None}
+    try:
+        with parsed(names, fields) as inner:
+            yield box
+        box["error"] = inner["error"]
+    except Exception as e:  # noqa: BLE001 - sorted below: a listed open escape, or a failure
+        known = [k for k, match in EEG_ESCAPES.items() if k in EEG_OPEN_BUGS and match(e)]
+        if not known:
+            raise
+        box["open_escape"] = known[0]
+        note(f"open bug {known[0]}: {type(e).__name__}: {str(e)[:200]}")
+        event(f"open bug: {known[0]}")
+
+
+@given(data=st.data())
+def test_eeg_layout_fuzz(eeg_layout_docs, scratch, data):
+    name = data.draw(st.sampled_from(sorted(eeg_layout_docs)), label="layout")
+    doc, expected = data.draw(damaged_layout(Quiet(eeg_layout_docs[name])), label="edit")
+    fmt = "yaml" if _has_non_toml(doc) else data.draw(st.sampled_from(["toml", "yaml"]), label="format")
+    text = toml_text(doc) if fmt == "toml" else yaml_text(doc)
+    raw = text.encode()
+    if data.draw(st.integers(0, 4), label="byte damage") == 0:
+        raw = draw_quiet(data, damaged_bytes(Quiet(raw)))
+        expected = None
+    suffix = ".toml" if fmt == "toml" else data.draw(st.sampled_from([".yaml", ".yml"]))
+    path = new_dir(scratch) / f"{name}{suffix}"
+    path.write_bytes(raw)
+    note(f"{fmt}: {text[:300]!r}")
+    tables = ["the top level", "[layout]", "[metadata", "[names]", "[defaults]", "[groups]", "[conditions]",
+              "[devices", "not valid", "not UTF-8", "nested too deeply"]
+    with eeg_parsed([f"layout file {path}: "], tables) as box:
+        lay = eeg_layout.load_layout(path)
+        check_layout(lay)
+    if box["open_escape"]:
+        return
+    if expected == "ok":
+        assert box["error"] is None, f"a valid layout was refused: {box['error']}"
+    elif expected is not None:
+        assert box["error"] is not None, f"parsed; expected a refusal matching {expected!r}"
+        assert re.match(re.escape(f"layout file {path}: ") + expected, box["error"]), box["error"]
+
+
+# -- the metadata table ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def eeg_metadata(tmp_path_factory):
+    """The NSzED fixture's plan (no signal written): its metadata.csv text and its recording files."""
+    manifest = eeg_gen.plan_nszed(4, 3, 10)
+    root = tmp_path_factory.mktemp("eeg_meta")
+    eeg_gen._write_metadata(root / "metadata.csv", manifest)
+    text = (root / "metadata.csv").read_text("utf-8")
+    header, rows = split_table(text, None)
+    return Inputs(header=header, rows=rows, files=[r.file for r in manifest.recordings],
+                  layout=eeg_layout.packaged_layout("nszed"))
+
+
+def _no_control(v: str) -> str:
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "", v)  # a worksheet cannot hold them
+
+
+def check_plan(result, layout, files) -> None:
+    infos, skipped, table_files = result
+    ids = [i.recording for i in infos]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for i in infos:
+        assert i.file in files and re.fullmatch(r"[A-Za-z0-9._-]+", i.recording)
+        assert i.group in EEG_GROUPS and i.condition in set(layout.conditions.values())
+        assert all(isinstance(v, str) and v.strip() == v and v for v in (i.subject, i.session, i.device))
+        for key, v in i.extra.items():
+            if key in eeg_meta.OPTIONAL_FIELDS and key != "sex":
+                assert isinstance(v, float)
+                open_bug_or_fail(not math.isinf(v), "metadata-infinite-number", f"{i.file}: {key} is {v!r}")
+    for s in skipped:
+        assert set(s) == {"file", "reason"} and s["file"] and isinstance(s["reason"], str) and s["reason"]
+    assert {i.file for i in infos}.isdisjoint(s["file"] for s in skipped)
+    assert set(files) <= {i.file for i in infos} | {s["file"] for s in skipped}
+
+
+@given(data=st.data())
+def test_eeg_metadata_table_fuzz(eeg_metadata, scratch, data):
+    root = new_dir(scratch)
+    for f in eeg_metadata["files"]:  # planning reads no signal: empty files with the recordings' names
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).touch()
+    fmt = data.draw(st.sampled_from(["csv", "csv", "tsv", "xlsx"]), label="format")
+    layout = dataclasses.replace(eeg_metadata["layout"], metadata_table=f"metadata.{fmt}")
+    table = root / f"metadata.{fmt}"
+    if fmt == "xlsx":  # ragged rows and repeated names as they are, fixed timestamps (see write_xlsx)
+        h, r = data.draw(damaged_table(eeg_metadata["header"], eeg_metadata["rows"]))
+        write_xlsx(table, {"metadata": ([_no_control(v) for v in h], [[_no_control(v) for v in row] for row in r])})
+        if data.draw(st.booleans(), label="byte damage"):
+            table.write_bytes(draw_quiet(data, damaged_bytes(Quiet(table.read_bytes()))))
+    else:
+        table.write_bytes(draw_quiet(data, damaged_text_file(
+            Quiet(eeg_metadata["header"]), Quiet(eeg_metadata["rows"]), None if fmt == "csv" else "\t",
+            renames=("subject", "Group", "File"))))
+    before = tree_listing(root)
+    with parsed([str(table), *eeg_metadata["files"]]) as box:
+        result = eeg_meta.plan(root, layout)
+    if box["error"] is None:
+        check_plan(result, layout, eeg_metadata["files"])
+    assert tree_listing(root) == before
+
+
+# -- EDF files --------------------------------------------------------------------------------------------------
+EDF_GLOBAL = {"version": (0, 8), "patient": (8, 80), "recording": (88, 80), "startdate": (168, 8),
+              "starttime": (176, 8), "header_bytes": (184, 8), "reserved": (192, 44), "n_records": (236, 8),
+              "duration": (244, 8), "n_signals": (252, 4)}
+EDF_SIGNAL = (("label", 16), ("transducer", 80), ("dimension", 8), ("physical_min", 8), ("physical_max", 8),
+              ("digital_min", 8), ("digital_max", 8), ("prefilter", 80), ("samples", 8), ("reserved", 32))
+EDF_VALUES = [b"", b"0", b"-1", b"1", b"2", b"3", b"4", b"5", b"8", b"99999999", b"-9999999", b"1e9", b"1E-9",
+              b"0.000001", b"100000", b"1000", b"nan", b"inf", b"-inf", b"abc", b" 4", b"+4", b"1_0", b"0x10",
+              b"\xff\xfe", b"\x00\x00\x00", b"\xe9", "\u0664".encode(), b"4.0", b"1.5", b"-0"]
+EDF_LABELS = [b"EEG Fz-REF", b"EEG Cz-REF", b"EEG F\xe9z-REF", b"EEG Fz\x00REF", b"", b"\xff" * 16,
+              b"EDF Annotations", b"Fz", b"fz", b"EEG T3-REF", b"EEG T7-REF", b"ECG", b"Photic", b"\x14\x15",
+              "EEG T\u0437-REF".encode(), b"EEG Fz-REF      x", b"   ", b"EEG Pz-REF"]
+TAL_GARBAGE = [b"+0\x14\x14\x00", b"+abc\x14x\x14\x00", b"\xff\xfe\xfd", b"+1e999\x15inf\x14x\x14\x00",
+               b"-5\x14\x14\x00", b"+0.5\x15-1\x14neg\x14\x00", b"+99999999999\x14far\x14\x00", b"\x00" * 16,
+               b"+0\x14\x14+1\x14\xe9\xe9\x14\x00", b"+0\x14\x14+nan\x14x\x14\x00", b"\x14\x14\x14\x14"]
+
+
+class EdfHeader:
+    """Offsets of an EDF file's fields, as its own header declares them (for the edits)."""
+
+    def __init__(self, raw: bytes):
+        self.raw = raw
+        self.ns = int(raw[252:256].decode("ascii").strip())
+        widths = dict(EDF_SIGNAL)
+        self.offsets = {}
+        at = 256
+        for name, w in EDF_SIGNAL:
+            self.offsets[name] = at
+            at += w * self.ns
+        self.widths = widths
+        self.header_bytes = at
+        self.samples = [int(self.field("samples", i).decode().strip()) for i in range(self.ns)]
+        self.labels = [self.field("label", i).decode("latin-1").strip() for i in range(self.ns)]
+        self.record_bytes = 2 * sum(self.samples)
+        self.n_records = int(raw[236:244].decode().strip())
+
+    def span(self, name: str, i: int) -> tuple[int, int]:
+        w = self.widths[name]
+        return self.offsets[name] + w * i, w
+
+    def field(self, name: str, i: int) -> bytes:
+        a, w = self.span(name, i)
+        return self.raw[a:a + w]
+
+
+def _put(raw: bytearray, at: int, width: int, value: bytes) -> None:
+    raw[at:at + width] = value.ljust(width)[:width]
+
+
+@st.composite
+def damaged_edf(draw, raw: bytes) -> bytes:
+    """One kind of damage of a valid EDF(+) file ``raw``."""
+    raw = unwrap(raw)
+    h = EdfHeader(raw)
+    out = bytearray(raw)
+    kind = draw(st.sampled_from(["global"] * 3 + ["signal"] * 3 + ["label"] * 2 + ["n_signals", "truncate",
+                                "truncate", "header_bytes", "tal", "records", "append", "valid"]))
+    note(f"edf damage: {kind}")
+    if kind == "global":
+        name = draw(st.sampled_from(sorted(EDF_GLOBAL)))
+        value = draw(st.sampled_from(EDF_VALUES))
+        note(f"{name} = {value!r}")
+        _put(out, *EDF_GLOBAL[name], value)
+    elif kind == "signal":
+        name = draw(st.sampled_from([n for n, _ in EDF_SIGNAL if n != "label"]))
+        i = draw(st.integers(0, h.ns - 1))
+        extra = [str(h.samples[i] * 2).encode(), str(max(1, h.samples[i] // 2)).encode()] if name == "samples" else []
+        value = draw(st.sampled_from(EDF_VALUES + extra))
+        note(f"signal {i} ({h.labels[i]}) {name} = {value!r}")
+        _put(out, *h.span(name, i), value)
+    elif kind == "label":
+        i = draw(st.integers(0, h.ns - 1))
+        value = draw(st.sampled_from(EDF_LABELS))
+        note(f"label {i} ({h.labels[i]}) = {value!r}")
+        _put(out, *h.span("label", i), value)
+    elif kind == "n_signals":  # the count alone, or with a matching header size (the signal headers then shift)
+        ns = draw(st.sampled_from([0, 1, h.ns - 1, h.ns + 1, 2 * h.ns, 999]))
+        _put(out, 252, 4, str(ns).encode())
+        if draw(st.booleans()):
+            _put(out, 184, 8, str(256 * (ns + 1)).encode())
+        note(f"n_signals = {ns}")
+    elif kind == "header_bytes":
+        _put(out, 184, 8, draw(st.sampled_from([b"256", str(h.header_bytes + 256).encode(), b"0", b"-256",
+                                                str(h.header_bytes - 1).encode()])))
+    elif kind == "truncate":
+        cut = draw(st.sampled_from(["anywhere", "in_header", "header_end", "one_short", "mid_record"]))
+        n = {"anywhere": draw(st.integers(0, len(raw) - 1)), "in_header": draw(st.integers(0, h.header_bytes - 1)),
+             "header_end": h.header_bytes, "one_short": len(raw) - 1,
+             "mid_record": h.header_bytes + h.record_bytes * draw(st.integers(0, max(0, h.n_records - 1)))
+             + draw(st.integers(1, h.record_bytes - 1))}[cut]
+        note(f"truncated at {n} ({cut})")
+        out = out[:n]
+    elif kind == "tal" and "EDF Annotations" in h.labels:
+        i = h.labels.index("EDF Annotations")
+        r = draw(st.integers(0, h.n_records - 1))
+        at = h.header_bytes + r * h.record_bytes + 2 * sum(h.samples[:i])
+        junk = draw(st.sampled_from(TAL_GARBAGE))
+        note(f"annotations of record {r}: {junk!r}")
+        out[at:at + 2 * h.samples[i]] = junk.ljust(2 * h.samples[i], b"\x00")[:2 * h.samples[i]]
+    elif kind == "records":
+        n = draw(st.sampled_from([0, -1, h.n_records - 1, h.n_records + 1, 2 * h.n_records, 10**7]))
+        note(f"n_records = {n}")
+        _put(out, 236, 8, str(n).encode())
+    elif kind == "append":
+        out += draw(st.sampled_from([b"\x00", bytes(h.record_bytes), bytes(h.record_bytes - 1), b"junk" * 100]))
+    return bytes(out)
+
+
+@contextlib.contextmanager
+def memory_cap(headroom: int = 3 * 2**30):
+    """Lower this process's address-space limit to its current size + ``headroom`` for the block, so an input
+    that makes a reader allocate without bound fails with MemoryError instead of exhausting the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    try:
+        size = next(int(ln.split()[1]) for ln in Path("/proc/self/status").read_text().splitlines()
+                    if ln.startswith("VmSize:")) * 1024
+    except (OSError, StopIteration):
+        yield
+        return
+    cap = size + headroom if hard == resource.RLIM_INFINITY else min(hard, size + headroom)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _eeg_export(path: Path, labels, sfreq: float, seconds: float, seed: int = 0) -> Path:
+    import mne
+
+    rng = np.random.default_rng(seed)
+    n = int(sfreq * seconds)
+    data = rng.normal(0, 20e-6, (len(labels), n))
+    types = ["ecg" if lab == "ECG" else "eeg" for lab in labels]
+    raw = mne.io.RawArray(data, mne.create_info(list(labels), sfreq, types), verbose="error")
+    raw.set_annotations(mne.Annotations([0.5, 1.25], [0.0, 0.2], ["standard", "deviant"]))
+    mne.export.export_raw(path, raw, fmt="edf", physical_range="auto", overwrite=True, verbose="error")
+    return path
+
+
+@pytest.fixture(scope="module")
+def eeg_edf(tmp_path_factory):
+    """A small EDF+ written by MNE's exporter in device A's label style, and the device of the nszed layout."""
+    pytest.importorskip("mne")
+    path = _eeg_export(tmp_path_factory.mktemp("eeg_edf") / "rec.edf", EEG_LABELS, 500.0, 4.0)
+    device = eeg_layout.packaged_layout("nszed").device("device_a")
+    valid = eeg_reader.read_recording(path, device, 250.0)
+    assert valid.eeg.shape == (3, 1000) and valid.channels == ("Fz", "T7", "Pz")
+    return Inputs(raw=path.read_bytes(), device=device, valid=valid)
+
+
+def check_recording(r, device) -> None:
+    """A valid homogenized recording: float32 volts, finite, channels canonical in montage order, annotations
+    of one length, the layout's rate."""
+    assert isinstance(r, eeg_reader.RecordingData)
+    assert r.eeg.dtype == np.float32 and r.eeg.ndim == 2 and r.eeg.shape[1] > 0
+    assert r.eeg.shape[0] == len(r.channels) == len(r.native_names) > 0
+    assert np.isfinite(r.eeg).all()
+    assert list(r.channels) == eeg_layout.montage_order(r.channels) and len(set(r.channels)) == len(r.channels)
+    assert set(r.channels) <= set(eeg_layout.canonical_channels())
+    assert r.sfreq == 250.0 and math.isfinite(r.native_sfreq) and r.native_sfreq > 0
+    assert len(r.onset) == len(r.duration) == len(r.description)
+    assert r.reference == device.reference and r.source_format == "EDF"
+
+
+# a read needing more than this is a runaway: the valid 16 kB file reads in milliseconds
+EDF_READ_SECONDS = 60.0
+
+
+def read_edf_or_skip(path: Path, device) -> tuple[object, str | None]:
+    """``(recording, None)`` or ``(None, skip reason)``; anything else escapes. Bounded in memory and time."""
+    t = time.perf_counter()
+    try:
+        with memory_cap():
+            return eeg_reader.read_recording(path, device, 250.0), None
+    except SkipRecording as e:
+        assert isinstance(e.reason, str) and e.reason.strip() and "Traceback" not in e.reason
+        return None, e.reason
+    finally:
+        assert time.perf_counter() - t < EDF_READ_SECONDS, "the read took longer than a minute"
+
+
+def skip_outcome(reason: str) -> str:
+    return "skipped: " + " ".join(re.sub(r"'[^']*'|\([^)]*\)|[0-9][0-9,.]*", "_", reason).split()[:5])
+
+
+@given(data=st.data())
+def test_eeg_edf_size_check_fuzz(eeg_edf, scratch, data):
+    raw = draw_quiet(data, damaged_edf(Quiet(eeg_edf["raw"])))
+    path = new_dir(scratch) / "rec.edf"
+    path.write_bytes(raw)
+    try:
+        eeg_reader.check_edf_size(path)
+    except SkipRecording as e:
+        event(skip_outcome(e.reason))
+        return
+    event("passed the size check")
+    # what the check let through holds every record its header declares (a blank record count: "unknown")
+    ns = int(raw[252:256])
+    n_records = int(raw[236:244].strip() or b"-1")
+    samples = [int(raw[256 + 216 * ns + 8 * i: 256 + 216 * ns + 8 * i + 8]) for i in range(ns)]
+    assert n_records < 0 or len(raw) >= 256 * (ns + 1) + n_records * sum(samples) * 2
+
+
+@given(data=st.data())
+def test_eeg_edf_reader_fuzz(eeg_edf, scratch, data):
+    raw = draw_quiet(data, damaged_edf(Quiet(eeg_edf["raw"])))
+    folder = new_dir(scratch)
+    path = folder / "rec.edf"
+    path.write_bytes(raw)
+    rec, reason = read_edf_or_skip(path, eeg_edf["device"])
+    assert path.read_bytes() == raw and sorted(os.listdir(folder)) == ["rec.edf"], "the reader changed the folder"
+    if reason is not None:
+        note(f"skipped: {reason}")
+        event(skip_outcome(reason))
+        # under memory_cap, a MemoryError is an allocation that would have exhausted the machine (or nearly)
+        open_bug_or_fail("MemoryError" not in reason, "edf-absurd-rate", f"a runaway allocation: {reason}")
+        return
+    event("read: valid recording")
+    check_recording(rec, eeg_edf["device"])
+
+
+# -- prepare: the RepOD fixture with one damaged recording -------------------------------------------------------
+@pytest.fixture(scope="module")
+def eeg_repod(tmp_path_factory):
+    pytest.importorskip("mne")
+    m = eeg_gen.write_repod(tmp_path_factory.mktemp("eeg_repod") / "repod", 2, 2, 8)
+    return Inputs(root=m.root, files=list(m.files))
+
+
+@FEW
+@given(data=st.data())
+def test_eeg_prepare_fuzz(eeg_repod, scratch, monkeypatch, data):
+    root = linked_copy(eeg_repod["root"], new_dir(scratch) / "repod")
+    name = data.draw(st.sampled_from(eeg_repod["files"]), label="file")
+    path = root / name
+    how = data.draw(st.sampled_from(["edf"] * 6 + ["bytes", "empty"]), label="damage")
+    valid = path.read_bytes()
+    raw = {"edf": lambda: draw_quiet(data, damaged_edf(Quiet(valid))),
+           "bytes": lambda: draw_quiet(data, damaged_bytes(Quiet(valid))), "empty": lambda: b""}[how]()
+    replace_file(path, raw)
+    strict = data.draw(st.booleans(), label="strict")
+    before = tree_listing(root)
+    loader = get_loader("repod-schizophrenia")
+    with fresh_home(monkeypatch) as home, memory_cap():
+        try:
+            store = loader.prepare(source=root, force=True, strict=strict)
+        except NeuroharnessError as e:
+            # planning reads no signal, and three recordings are intact: only --strict refuses, naming the file
+            assert strict and isinstance(e, DataFormatError), f"{type(e).__name__} without --strict: {e}"
+            expect_clean_error(e, [f"{name}: "])
+            note(f"clean error: {str(e)[:300]}")
+            event("refused by --strict: " + skip_outcome(str(e).split(f"{name}: ", 1)[1]))
+            open_bug_or_fail("MemoryError" not in str(e), "edf-absurd-rate", str(e))
+            assert leftovers(home) == [], f"written despite the error: {leftovers(home)}"
+        else:
+            tree = loader.open()
+            skipped = json.loads(tree.attrs["skipped"])
+            converted = [str(f) for f in tree.to_dataset(inherit=False)["file"].values]
+            assert sorted(converted + [s["file"] for s in skipped]) == sorted(eeg_repod["files"])
+            assert not (strict and skipped), "--strict wrote a store with skips"
+            for s in skipped:
+                assert s["file"] == name and s["reason"]
+                open_bug_or_fail("MemoryError" not in s["reason"], "edf-absurd-rate", s["reason"])
+            event("prepared: " + ("skipped the damaged file" if skipped else "converted every file"))
+            assert Path(store).is_dir()
+    assert tree_listing(root) == before, "prepare changed the source folder"
+
+
+# -- regressions: the bugs the fuzzing found (strict xfail while open: see EEG_OPEN_BUGS) ---------------------------
+def _open(bug: str):
+    return pytest.mark.xfail(bug in EEG_OPEN_BUGS, reason=f"open bug {bug}: {EEG_OPEN_BUGS.get(bug)}", strict=True)
+
+
+DEEP_LAYOUTS = [
+    ("toml", "[layout]\nname = \"x\"\ncommon_sfreq = 250\ndescription = " + "[" * 3000 + "]" * 3000 + "\n"),
+    ("toml", "[layout]\nname = \"x\"\ncommon_sfreq = 250\ndescription = " + "{a=" * 3000 + "1" + "}" * 3000 + "\n"),
+    ("yaml", "layout: {name: x, common_sfreq: 250, description: " + "[" * 3000 + "]" * 3000 + "}\n"),
+    ("toml", "[layout]\nname = \"x\"\ncommon_sfreq = 250\n[names]\npattern = '" + "(" * 1200 + ")" * 1200 + "'\n"),
+    ("toml", "[layout]\nname = \"x\"\ncommon_sfreq = 250\n[defaults]\nsubject = \"s\"\ngroup = \"patient\"\n"
+             "condition = \"rest\"\nsession = \"1\"\ndevice = \"d\"\n[devices.d]\nignore = ['"
+             + "(" * 1200 + ")" * 1200 + "']\n"),
+]
+
+
+@_open("layout-deep-nesting")
+@pytest.mark.parametrize("fmt, text", DEEP_LAYOUTS, ids=["toml-array", "toml-table", "yaml-flow", "names-pattern",
+                                                          "ignore-regex"])
+def test_eeg_layout_deep_nesting_is_a_format_error(fmt, text):
+    """Found by the fuzzing: 3,000 nested brackets in a TOML or YAML value, or 1,200 nested groups in a regular
+    expression of the layout, raised RecursionError out of tomllib, yaml.safe_load or re.compile."""
+    with pytest.raises(DataFormatError, match=r"^layout file deep\.x: "):
+        eeg_layout.parse_layout(text, "deep.x", fmt)
+
+
+@_open("layout-non-string-condition")
+@pytest.mark.parametrize("key", ["1", "true", "null", "2.5"])
+def test_eeg_layout_non_string_condition_is_a_format_error(key):
+    """Found by the fuzzing: a YAML [conditions] key that is not a string (``1:``, ``true:``, ``null:``) raised
+    ``TypeError: expected string or bytes-like object`` from re.fullmatch."""
+    text = ("layout: {name: x, common_sfreq: 250}\n"
+            "defaults: {subject: s, group: patient, condition: rest, session: '1', device: d}\n"
+            f"conditions: {{rest: [resting], {key}: [a]}}\n")
+    with pytest.raises(DataFormatError, match=r"^layout file c\.yaml: \[conditions\]: key .* is a (int|bool|NoneType|float), not "
+                                                r"a name; quote it"):
+        eeg_layout.parse_layout(text, "c.yaml", "yaml")
+
+
+@_open("metadata-infinite-number")
+@pytest.mark.parametrize("cell", ["inf", "-inf", "Infinity", "1e400"])
+def test_eeg_metadata_infinite_number_skips_the_recording(eeg_metadata, tmp_path, cell):
+    """Found by the fuzzing: an age (or PANSS, WHODAS) cell 'inf' or '1e400' was read as an infinite number and
+    written to the store; it is no number a table means: the recording is skipped, the reason naming the field,
+    the value and the row."""
+    for f in eeg_metadata["files"]:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).touch()
+    rows = [list(r) for r in eeg_metadata["rows"]]
+    rows[0][eeg_metadata["header"].index("age")] = cell
+    (tmp_path / "metadata.csv").write_text(csv_table(eeg_metadata["header"], rows))
+    infos, skipped, _ = eeg_meta.plan(tmp_path, eeg_metadata["layout"])
+    assert all(math.isfinite(i.extra["age"]) or math.isnan(i.extra["age"]) for i in infos)
+    (s,) = [s for s in skipped if s["file"] == rows[0][0]]
+    assert f"age is {cell!r}" in s["reason"] and "row 2" in s["reason"]
+
+
+@_open("edf-absurd-rate")
+@pytest.mark.parametrize("duration", [b"100000", b"99999999"])
+def test_eeg_edf_absurd_record_duration_is_a_skip_naming_the_rate(eeg_edf, tmp_path, duration):
+    """Found by the fuzzing: the record duration field of a 4 s, 500 Hz EDF of 16 kB set to 100000 (s) makes the
+    native rate 0.005 Hz, and resampling to the layout's 250 Hz asks for (3, 1e8) float64 (2.24 GiB; 99999999 s:
+    (3, 1e11), 2.18 TiB): a MemoryError at best, the machine's memory at worst (on a real 30 min recording a
+    duration of 1000 s already means 19 x 4.5e8 samples). Expected: a skip naming the rate (or the header
+    field) before anything is allocated."""
+    raw = bytearray(eeg_edf["raw"])
+    _put(raw, 244, 8, duration)
+    path = tmp_path / "rec.edf"
+    path.write_bytes(bytes(raw))
+    with memory_cap(), pytest.raises(SkipRecording) as e:
+        eeg_reader.read_recording(path, eeg_edf["device"], 250.0)
+    assert "MemoryError" not in e.value.reason and re.search(r"rate|Hz|duration", e.value.reason), e.value.reason

@@ -3,7 +3,8 @@
 For every task of ``neuroharness tasks list`` a valid submission is built from its
 ``submission_template`` on small data (synthetic stores from the ``scripts/make_*_fixture.py``
 generators; celegans-structure-function on a small synthetic atlas, since its stores come from
-wheels; nsd-encoding on a one-subject synthetic challenge release), then hypothesis damages it: at
+wheels; nsd-encoding on a one-subject synthetic challenge release; eeg-schizophrenia on an in-memory
+store of 18 subjects, its 5 stratified folds), then hypothesis damages it: at
 the content level (columns/fields/arrays dropped, renamed, added, retyped to every dtype family, 2-D,
 NaN/inf, rows dropped, duplicated or pointing at unknown ids, empty; for nsd-encoding's 2-D arrays:
 rows or columns off by one, transposed, hemispheres swapped, unknown subject or hemisphere names),
@@ -113,6 +114,31 @@ def _forecast_task(store_path):
     return task
 
 
+def _eeg_task():
+    """eeg-schizophrenia on 10 patients and 8 controls held in memory (one 6 s recording each at 10 Hz, three
+    channels): the submission is per subject of the 5 folds; evaluate reads no store."""
+    import pandas as pd
+    import xarray as xr
+
+    from neuroharness.loaders.eeg.recordings import Recordings
+    from neuroharness.tasks.eeg.diagnosis import EegSchizophrenia
+
+    rows, signals = [], {}
+    for i in range(18):
+        subject, group = f"S{i:02d}", "patient" if i < 10 else "control"
+        rec = f"{subject}_rest_ses-1_dev"
+        signals[rec] = xr.Dataset({"eeg": (("channel", "time"), np.full((3, 60), 0.5, np.float32))},
+                                  coords={"channel": ["Fz", "Cz", "Pz"]})
+        rows.append(dict(recording=rec, subject=subject, group=group, condition="rest", session="1", device="dev",
+                         file=f"{rec}.edf", native_sfreq=10.0, sfreq=10.0, n_samples=60, n_channels=3))
+    store = Recordings.from_memory("nszed", pd.DataFrame(rows), signals,
+                                   {"content_sha256": "e" * 64, "common_sfreq": 10.0})
+    return EegSchizophrenia({"nszed": store})
+
+
+EEG_OPTIONS = {"window_s": "2", "stride_s": "1"}
+
+
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     from neuroharness.loaders import get_loader, prepare
@@ -187,6 +213,12 @@ def cases(tmp_path_factory):
             "nsd-encoding", ne, {}, "encoding",
             {f"{s}_{h}": rng.normal(size=(int((tpl["subject"] == s).sum()), len(sd.columns(h)))).astype(np.float32)
              for s, sd in subjects.items() for h in ("lh", "rh")}, root, tpl)
+        eeg = _eeg_task()
+        tpl = eeg.submission_template(options=EEG_OPTIONS)
+        out["eeg-schizophrenia"] = Case(
+            "eeg-schizophrenia", eeg, EEG_OPTIONS, "table",
+            {"fold": tpl["fold"].to_numpy(dtype=np.int64), "subject": tpl["subject"].to_numpy(dtype=str),
+             "probability": rng.random(len(tpl))}, root)
         listed = {line.split()[0] for line in _tasks_list()}
         assert set(out) == listed, f"tasks list {sorted(listed)}: every task needs a fuzz case"
         for c in out.values():  # the valid submissions score: otherwise a refusal would prove nothing
@@ -296,6 +328,8 @@ def content_mutations(draw, case: Case, fmt: str):
     evaluate must do: "score", a pattern its refusal matches, or None (score or refuse)."""
     if case.kind == "encoding":
         return _encoding_mutation(draw, case, fmt)
+    if case.name == "eeg-schizophrenia" and draw(st.booleans()):
+        return _eeg_mutation(draw, case)
     what, arrays = _mutation(draw, case)
     return what, arrays, "score" if what.startswith("valid") else None
 
@@ -335,7 +369,8 @@ def _mutation(draw, case: Case):
             arrays[s] = np.array(3, np.uint8)
         return f"{kind} {s}", arrays
     ids = {"celegans-structure-function": ["responding", "stimulated"], "celegans-forecast": ["protocol", "worm", "start"],
-           "vesselgraph-link-prediction": ["node1", "node2"], "vesselgraph-vessel-classification": ["vessel"]}[case.name]
+           "vesselgraph-link-prediction": ["node1", "node2"], "vesselgraph-vessel-classification": ["vessel"],
+           "eeg-schizophrenia": ["fold", "subject"]}[case.name]
     kind = draw(st.sampled_from(["valid", "drop", "rename", "extra", "retype", "nan", "drop_rows", "dup_rows",
                                  "unknown_id", "other_id", "short_column", "two_d", "empty", "huge_value",
                                  "swap_pair"]))
@@ -410,6 +445,55 @@ def _mutation(draw, case: Case):
         if n:
             arrays["node2"][row] = arrays["node1"][row]  # a self-pair
     return f"{kind} {col} row {row}", arrays
+
+
+# -- eeg-schizophrenia: one row per subject (fold, subject, probability), outcomes known -----------------------
+def _eeg_mutation(draw, case: Case):
+    """(description, arrays, expected) of eeg-schizophrenia's own checks: a subject given another fold, a
+    probability outside [0, 1], NaN, an unknown or repeated subject (each refused naming the row and subject),
+    or a valid variant (rows in any order, float32, exactly 0 and 1), which scores."""
+    arrays = {k: np.array(v, copy=True) for k, v in case.valid.items()}
+    fold, subject, p = arrays["fold"], arrays["subject"], arrays["probability"]
+    n = len(fold)
+    i = draw(st.integers(0, n - 1))
+    s, f = subject[i], int(fold[i])
+    kind = draw(st.sampled_from(["valid", "wrong_fold", "outside", "nan", "unknown", "repeated"]))
+    if kind == "valid":
+        how = draw(st.sampled_from(["permuted", "float32", "zero_one"]))
+        if how == "permuted":
+            perm = np.random.default_rng(draw(st.integers(0, 2**32 - 1))).permutation(n)
+            arrays = {k: v[perm] for k, v in arrays.items()}
+        elif how == "float32":
+            arrays["probability"] = p.astype(np.float32)
+        else:
+            arrays["probability"] = (p > 0.5).astype(np.float64)
+        return f"valid {how}", arrays, "score"
+    if kind == "wrong_fold":
+        other = draw(st.sampled_from(sorted(set(fold.tolist()) - {f})))
+        fold[i] = other
+        return f"wrong_fold row {i}", arrays, (rf"row {i}: subject {s} is given fold {other}, but it belongs to fold "
+                                               rf"{f}; expected each subject with the fold of the template")
+    if kind == "outside":
+        value = draw(st.sampled_from([1.5, -0.1, 2.0, 1.0000001, -1e-9]))
+        p[i] = value
+        return f"outside row {i}", arrays, (rf"row {i}: subject {s} \(fold {f}\) has probability "
+                                            rf"{re.escape(repr(value))}; expected a probability of 'patient' in "
+                                            r"\[0, 1\] \(1 value\(s\) outside\)")
+    if kind == "nan":
+        p[i] = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        return f"nan row {i}", arrays, rf"column 'probability' has 1 NaN/inf value\(s\), first at row {i}"
+    if kind == "unknown":
+        name = draw(st.sampled_from(["S99", "s00", "S00 ", "", "NSZ001"]))
+        subject = subject.astype("<U8")
+        subject[i] = name
+        arrays["subject"] = subject
+        return f"unknown row {i}", arrays, (rf"row {i}: subject {re.escape(repr(name))} is not one of the {n} scored "
+                                            r"subjects of nszed \(rest\)")
+    j = draw(st.integers(0, n - 2))
+    j += j >= i  # another row
+    subject[j], fold[j] = s, f
+    return f"repeated rows {i} {j}", arrays, (rf"row {max(i, j)}: subject {s} appears again \(first at row "
+                                              rf"{min(i, j)}\); expected each subject once")
 
 
 # -- nsd-encoding: 2-D arrays named <subject>_<hemisphere> ---------------------------------------------------
@@ -780,8 +864,8 @@ def _formats(case: Case) -> list[str]:
             "encoding": [".npz", ".npz-compressed", ".zarr2", ".zarr3", ".zip"]}[case.kind]
 
 
-TASKS = ["celegans-structure-function", "celegans-forecast", "fisbe-instance-segmentation", "nsd-encoding",
-         "vesselgraph-link-prediction", "vesselgraph-vessel-classification"]
+TASKS = ["celegans-structure-function", "celegans-forecast", "eeg-schizophrenia", "fisbe-instance-segmentation",
+         "nsd-encoding", "vesselgraph-link-prediction", "vesselgraph-vessel-classification"]
 
 
 def _run(case: Case, arrays: dict, fmt: str, kind: str, rnd, expected: str | None, write_options=None,

@@ -262,6 +262,15 @@ def load_layout(path) -> Layout:
 
 def parse_layout(text: str, origin: str, fmt: str = "toml") -> Layout:
     """Parse and check the text of a layout file; ``origin`` (a file name) is what errors name."""
+    try:
+        return _parse(text, origin, fmt)
+    except RecursionError:
+        # tomllib, yaml and re all recurse on nesting: thousands of [[[...]]] or ((((...)))) exhaust the stack
+        raise DataFormatError(f"layout file {origin}: nested too deeply (arrays, tables or regular-expression "
+                              "groups); a layout file is a few flat tables, see loaders/eeg/layouts/nszed.toml") from None
+
+
+def _parse(text: str, origin: str, fmt: str) -> Layout:
     if fmt == "toml":
         try:
             doc = tomllib.loads(text)
@@ -295,6 +304,9 @@ class _Checker:
             self.fail(where, f"is a {type(doc).__name__}, expected a table")
         allowed = ALLOWED.get(where, ()) if allowed is None else allowed
         for key in doc:
+            if not isinstance(key, str):  # YAML reads `1:`, `true:` or `null:` as non-string keys
+                self.fail(where, f"key {key!r} is a {type(key).__name__}, not a name; quote it in the file (YAML "
+                                 "reads unquoted 1, 2.5, true or null as a number, boolean or null)")
             if key not in allowed:
                 self.fail(where, f"unknown key {key!r}; allowed keys: {', '.join(allowed)}")
         return doc

@@ -76,7 +76,7 @@ class EegLoader(TreeLoader):
         elif "://" in text:
             raise DataFormatError(f"--source {text}: only a local folder is read for {self.name}; "
                                   f"{self.card.offline}")
-        root = downloaded[0] if downloaded else Path(text).expanduser()
+        root = downloaded[0] if downloaded else Path(text).expanduser().resolve()
         if not root.is_dir():
             raise DataFormatError(f"--source {root}: not a folder; expected the folder holding the recordings (and "
                                   f"the metadata table) of {self.name}")

@@ -26,6 +26,7 @@ from .recordings import OPTIONAL_FIELDS, STRING_OPTIONAL
 # files that belong to a recording without being one (BrainVision, EEGLAB): provenance digests them too
 COMPANIONS = {"vhdr": ("eeg", "vmrk", "dat"), "set": ("fdt",)}
 ID_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 @dataclass
@@ -216,11 +217,13 @@ def _resolve(root: Path, rel: str, layout: Layout, row, table_name) -> Recording
         if key in STRING_OPTIONAL:
             extra[key] = raw
             continue
-        try:
-            number = float(raw) if raw != "" else math.nan
-        except ValueError:
-            raise SkipRecording(f"{key} is {raw!r} ({origin.get(key, 'the layout')}), expected a number or an empty "
-                                "cell") from None
+        text = str(raw).strip()
+        # plain decimal numbers only: float() would also take 'inf', '1e400', '1_000' and non-ASCII digits
+        number = float(text) if NUMBER.fullmatch(text) else (math.nan if text.casefold() in ("", "nan", "na", "n/a")
+                                                               else None)
+        if number is None or math.isinf(number):
+            raise SkipRecording(f"{key} is {raw!r} ({origin.get(key, 'the layout')}), expected a finite number or an "
+                                "empty cell")
         extra[key] = number
     subject, session, device = (values[k].strip() for k in ("subject", "session", "device"))
     return RecordingInfo(file=rel, path=root / rel, recording=recording_id(subject, condition, session, device),

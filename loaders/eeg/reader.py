@@ -26,6 +26,11 @@ RESAMPLING = ("every recording is resampled from its native rate to the layout's
               "not resampled")
 
 
+#: Plausible native sampling rates (Hz) and the longest recording (s) converted; beyond them the header is damaged.
+MIN_SFREQ, MAX_SFREQ = 1.0, 1_000_000.0
+MAX_SECONDS = 24 * 3600
+
+
 @dataclass
 class RecordingData:
     """One recording, homogenized: ``eeg`` (channel, time) float32 volts at ``sfreq``; channels in montage order."""
@@ -120,6 +125,16 @@ def read_recording(path: Path, device: Device, common_sfreq: float) -> Recording
     raw = open_raw(path, device)
     mapping = device.map_channels(list(raw.ch_names))
     native_sfreq = float(raw.info["sfreq"])
+    # the rate comes from the header (EDF: samples per record / record duration); a damaged field must not make
+    # the resampling below allocate terabytes
+    if not MIN_SFREQ <= native_sfreq <= MAX_SFREQ:
+        raise SkipRecording(f"the header gives a sampling rate of {native_sfreq:g} Hz, outside the plausible "
+                            f"{MIN_SFREQ:g}-{MAX_SFREQ:g} Hz (EDF/BDF: samples per record / record duration); "
+                            "the header is damaged")
+    if raw.n_times / native_sfreq > MAX_SECONDS:
+        raise SkipRecording(f"the header gives a duration of {raw.n_times / native_sfreq / 3600:,.1f} h "
+                            f"({raw.n_times} samples at {native_sfreq:g} Hz), more than {MAX_SECONDS // 3600} h; "
+                            "the header is damaged, or split the recording")
     ann = raw.annotations
     # onsets relative to the first sample: annotations with an orig_time count from the measurement date
     shift = raw.first_time if ann.orig_time is not None else 0.0
