@@ -181,6 +181,14 @@ def http_server():
         server.close()
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty cache root for one test (``$NEUROHARNESS_HOME``), not created yet."""
+    root = tmp_path / "home"
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(root))
+    return root
+
+
 @pytest.fixture(scope="session", autouse=True)
 def nh_home(tmp_path_factory):
     """Every test session gets its own cache root, so tests never touch the

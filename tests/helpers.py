@@ -58,3 +58,13 @@ def patch_zip(path, offset: int, fmt: str, value: int, local: int) -> None:
             blob[at + at_ : at + at_ + struct.calcsize(fmt)] = struct.pack(fmt, value)
             at = blob.find(sig, at + 4)
     path.write_bytes(bytes(blob))
+
+
+def closed_port_url() -> str:
+    """``http://127.0.0.1:PORT`` where nothing listens: connections are refused at once, as when offline."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -7,20 +7,13 @@ import json
 
 import pytest
 import zarr
-from helpers import load_script
+from helpers import closed_port_url, load_script
 
 from neuroharness.errors import ChecksumError, DataFormatError, DownloadError
 from neuroharness.loaders import get_loader
 from neuroharness.loaders.eeg import dataverse
 
 VERSION_PATH = "/api/datasets/:persistentId/versions/:latest-published"
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    root = tmp_path / "home"
-    monkeypatch.setenv("NEUROHARNESS_HOME", str(root))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +82,7 @@ def test_md5_mismatch_is_refused_and_nothing_kept(http_server, repod_src, home, 
 
 
 def test_server_down_says_how_to_work_offline(home, monkeypatch):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv(dataverse.ENV_URL, f"http://127.0.0.1:{port}")
+    monkeypatch.setenv(dataverse.ENV_URL, closed_port_url())
     with pytest.raises(DownloadError, match=r"could not read the Dataverse dataset doi:10\.18150/repod\.0107441 "
                                             r"http://127\.0\.0\.1:\d+/api/datasets/.*\nTo work offline: .*--source "
                                             r"DIR.*make_eeg_fixture\.py repod"):

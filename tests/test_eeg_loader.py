@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script
+from helpers import closed_port_url, load_script
 
 from neuroharness.cli import main
 from neuroharness.errors import DataFormatError, DownloadError, NeuroharnessError
@@ -34,13 +34,6 @@ SMALL = dict(n_patients=4, n_controls=3, seconds=20)
 CANONICAL_19 = ["Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8", "P7", "P3", "Pz", "P4",
                 "P8", "O1", "O2"]  # the 19 of 10/20 in montage order
 DEVICE_A_RENAMED = {"EEG T3-REF": "T7", "EEG T4-REF": "T8", "EEG T5-REF": "P7", "EEG T6-REF": "P8"}
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    root = tmp_path / "home"
-    monkeypatch.setenv("NEUROHARNESS_HOME", str(root))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -531,12 +524,7 @@ def test_no_source_gives_the_offline_text(home, tmp_path, monkeypatch):
     assert leftovers(home, "nszed") == []
     # RepOD is downloaded when no source is given (tests/test_eeg_download.py); with its server unreachable the
     # error ends with the same offline text
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("NEUROHARNESS_REPOD_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("NEUROHARNESS_REPOD_URL", closed_port_url())
     with pytest.raises(DownloadError) as e:
         get_loader("repod-schizophrenia").prepare()
     assert str(e.value).endswith(f"\nTo work offline: {cards.REPOD.offline}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import socket
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
+from helpers import closed_port_url
 
 from neuroharness.errors import ChecksumError, DataFormatError, DownloadError
 from neuroharness.loaders import cache, fetch, io, pypi
@@ -27,20 +27,6 @@ def sha(data: bytes) -> str:
 
 def part_of(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    root = tmp_path / "home"
-    monkeypatch.setenv("NEUROHARNESS_HOME", str(root))
-    return root
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/nothing.bin"
 
 
 # -- fetch.download -----------------------------------------------------------
@@ -127,7 +113,7 @@ def test_download_mirrors(http_server, tmp_path):
 def test_download_all_mirrors_fail(http_server, tmp_path):
     http_server.add("/broken.bin", PAYLOAD)
     http_server.fail("/broken.bin", 500, 500)
-    urls = [http_server.url("/missing.bin"), http_server.url("/broken.bin"), closed_port_url()]
+    urls = [http_server.url("/missing.bin"), http_server.url("/broken.bin"), closed_port_url() + "/nothing.bin"]
     dest = tmp_path / "data.bin"
     with pytest.raises(DownloadError) as ei:
         fetch.download(urls, dest, sha(PAYLOAD), retries=2)

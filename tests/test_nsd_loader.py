@@ -26,13 +26,6 @@ NAME = "nsd-algonauts2023"
 SMALL = dict(n_train=12, n_test=4, vertices=(9, 11), image_size=16, surface=60)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    root = tmp_path / "home"
-    monkeypatch.setenv("NEUROHARNESS_HOME", str(root))
-    return root
-
-
 @pytest.fixture(scope="module")
 def rel(tmp_path_factory):
     """Two synthetic subjects (12 train + 4 test images of 16 x 16, 9 + 11 vertices), no test fMRI."""

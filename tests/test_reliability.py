@@ -8,13 +8,12 @@ what to do, with no traceback and nothing written.
 """
 from __future__ import annotations
 
-import socket
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from helpers import load_script
+from helpers import closed_port_url, load_script
 from neuroharness.cli import main
 from neuroharness.errors import CacheError, DataFormatError, DownloadError
 from neuroharness.loaders import fetch, get_loader, open_dataset, prepare
@@ -35,14 +34,6 @@ def home(tmp_path, monkeypatch):
                 "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     return root
-
-
-def closed_port_url() -> str:
-    """A URL on 127.0.0.1 where nothing listens: connections are refused at once, as offline."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def cli(capsys, *argv) -> tuple[int, str, str]:
