@@ -62,18 +62,18 @@ def test_store_layout_values_and_metadata(rel, home, capsys):
     assert idx["split"].tolist() == ["train", "val", "test"] * 2
     assert idx["n_instances"].tolist() == [N] * 6 and (idx[["size_z", "size_y", "size_x"]].to_numpy() == SHAPE).all()
     assert tree.attrs["complete_release"] is False and "whatever samples the prepared source held" in tree.attrs["release_note"]
-    assert tree.attrs["dataset"] == "fisbe" and tree.attrs["dataset_version"] == "1.0" and tree.attrs["license"] == "CC BY 4.0"
+    assert tree.attrs["dataset"] == "fisbe" and tree.attrs["dataset_version"] == "1.1" and tree.attrs["license"] == "CC BY 4.0"
     assert set(json.loads(tree.attrs["raw_sha256"])) == {f"{s['subset']}/{s['split']}/{n}.zarr" for n, s in rel["samples"].items()} | {
         "sample_list_per_split.txt"}
     assert (get_loader("fisbe").store_path() / ".zmetadata").exists()
 
     name, info = names[4], rel["samples"][names[4]]  # partly/val
     ds = tree[name].to_dataset(inherit=False)
-    assert dict(ds.sizes) == {"channel": 3, "z": 32, "y": 64, "x": 64, "instance": N}
+    assert dict(ds.sizes) == {"channel": 3, "z": 32, "y": 64, "x": 64, "instance": N}  # 32 x 64 x 64: one level
     assert ds.raw.dims == ("channel", "z", "y", "x") and ds.raw.dtype == np.uint16
-    assert ds.gt_instances.dims == ("instance", "z", "y", "x") and ds.gt_instances.dtype == bool
-    assert ds.raw.data.chunksize == (3, 32, 64, 64) and ds.gt_instances.data.chunksize == (N, 32, 64, 64)
-    for v in ("raw", "gt_instances"):
+    assert ds.raw.data.chunksize == (3, 32, 64, 64)
+    assert ds.n_voxels.dims == ds.label_image.dims == ("instance",)
+    for v in ("raw", "n_voxels", "label_image"):
         assert ds[v].attrs["units"] == "1" and ds[v].attrs["long_name"]
     assert ds.z.attrs["units"] == "micrometer" and ds.z.dtype == np.float64
     np.testing.assert_allclose(ds.x.values[:3], [0.0, 0.44, 0.88])
@@ -83,15 +83,25 @@ def test_store_layout_values_and_metadata(rel, home, capsys):
     assert {k: ds.attrs[k] for k in ("sample", "subset", "split")} == {"sample": name, "subset": "partly", "split": "val"}
     assert ds.attrs["voxel_size_um"] == [0.44] * 3 and ds.attrs["empty_instances"] == []
 
-    # values: raw as released, GT channel k (value k+1) -> instance k+1 as bool membership
+    # values: raw as released; GT channel k (value k+1) -> instance k+1, in exactly one NGFF label image
     src = zarr.open_group(str(info["path"]), mode="r", zarr_format=2)
     assert np.array_equal(ds.raw.values, src["volumes/raw"][:])
     gt = src["volumes/gt_instances"][:]
+    groups = ds.attrs["label_images"]
+    assert sorted(k for members in groups.values() for k in members) == [1, 2, 3]
+    labels = {g: tree[f"{name}/labels/{g}"].to_dataset(inherit=False)["0"] for g in groups}
+    for g, im in labels.items():
+        assert im.dims == ("z", "y", "x") and im.dtype == np.uint8
+        assert im.attrs["units"] == "1" and im.attrs["long_name"]
     for k in range(N):
-        assert np.array_equal(ds.gt_instances.sel(instance=k + 1).values, gt[k] == k + 1)
-    assert int((ds.gt_instances.values.sum(0) >= 2).sum()) == int(((gt > 0).sum(0) >= 2).sum()) > 0  # overlaps kept
+        (home,) = (g for g, members in groups.items() if k + 1 in members)
+        assert np.array_equal(labels[home].values == k + 1, gt[k] == k + 1)
+        assert int(ds.label_image.sel(instance=k + 1)) == int(home.split("_")[1])
+        assert int(ds.n_voxels.sel(instance=k + 1)) == int((gt[k] != 0).sum())
+    in_two = sum((im.values != 0).astype(int) for im in labels.values()) >= 2
+    assert int(in_two.sum()) == int(((gt > 0).sum(0) >= 2).sum()) == ds.attrs["overlap_voxels"] > 0  # overlaps kept
 
-    # OME-NGFF v0.4: one multiscale level "raw", axes c, z, y, x with micrometer units, scale [1, 0.44, 0.44, 0.44]
+    # OME-NGFF v0.4: multiscale levels (here only "raw"), axes c, z, y, x in micrometer, scale [1, 0.44, 0.44, 0.44]
     ms = ds.attrs["multiscales"]
     assert len(ms) == 1 and ms[0]["version"] == "0.4"
     assert [a["name"] for a in ms[0]["axes"]] == ["c", "z", "y", "x"]
@@ -104,6 +114,7 @@ def test_store_layout_values_and_metadata(rel, home, capsys):
     # what viewers and training code use: zarr directly
     g = zarr.open_group(str(get_loader("fisbe").store_path()), mode="r")
     assert g[name]["raw"].shape == (3, *SHAPE) and g[name].attrs["multiscales"][0]["datasets"][0]["path"] == "raw"
+    assert g[name]["labels"].attrs["labels"] == sorted(groups)
 
     assert main(["datasets", "info", "fisbe"]) == 0
     out = capsys.readouterr().out
@@ -244,7 +255,8 @@ def test_empty_channel_kept_with_warning(tmp_path, home):
     with pytest.warns(UserWarning, match=r"sample BAD0001-20240101_01_A1: GT channel\(s\) for instance\(s\) \[2\]"):
         tree = open_fisbe(source=src)
     ds = tree["BAD0001-20240101_01_A1"]
-    assert ds.attrs["empty_instances"] == [2] and ds.sizes["instance"] == 2 and not ds.gt_instances.sel(instance=2).any()
+    assert ds.attrs["empty_instances"] == [2] and ds.sizes["instance"] == 2 and int(ds.n_voxels.sel(instance=2)) == 0
+    assert all(not (tree[f"BAD0001-20240101_01_A1/labels/{g}"]["0"].values == 2).any() for g in ds.attrs["label_images"])
 
 
 def test_split_list_and_official_split_are_enforced(tmp_path, home):
@@ -299,11 +311,16 @@ def test_real_crop(tmp_path, home):
     tree = open_fisbe(source=tmp_path / "rel")
     ds = tree[name].to_dataset(inherit=False)
     assert ds.raw.shape == (3, 50, 50, 50) and ds.sizes["instance"] == 3
-    gt = ds.gt_instances.values
-    assert gt.sum(axis=(1, 2, 3)).tolist() == [3765, 6193, 14246]
-    assert int((gt.sum(0) >= 2).sum()) == 2315  # voxels in two or more neurons (reference: 2,315)
+    from neuroharness.tasks.fisbe.instance_segmentation import StoreData
+
+    path = get_loader("fisbe").store_path()
+    gt = StoreData(str(path), sample_index(tree)).gt(name)  # the neurons read back from the label images
+    assert gt.sum(axis=(1, 2, 3)).tolist() == [3765, 6193, 14246] == ds.n_voxels.values.tolist()
+    assert int((gt.sum(0) >= 2).sum()) == 2315 == ds.attrs["overlap_voxels"]  # voxels in two or more neurons (reference: 2,315)
+    assert len(ds.attrs["label_images"]) == 3  # every pair overlaps: one label image per neuron
     assert int(ds.raw.max()) == 3287
     src = zarr.open_group(str(CROP), mode="r", zarr_format=2)
     assert np.array_equal(ds.raw.values, src["volumes/raw"][:])
+    assert np.array_equal(gt, src["volumes/gt_instances"][:] != 0)
     assert sample_index(tree).to_dict("records") == [{"sample": name, "subset": "partly", "split": "val", "n_instances": 3,
                                                           "size_z": 50, "size_y": 50, "size_x": 50}]

@@ -1,9 +1,13 @@
-"""The FISBe patch sampler (tasks/fisbe/patches.py) on a tiny store in the homogenized layout."""
+"""The FISBe patch sampler (tasks/fisbe/patches.py) on a tiny store in the fisbe layout (NGFF label images)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from neuroharness.loaders.fisbe.release import SampleRef
+from neuroharness.loaders.fisbe.store import copy_sample
 from neuroharness.tasks.fisbe.patches import (
     PatchDataset,
     channel_percentiles,
@@ -19,16 +23,15 @@ SHAPE = (20, 30, 40)
 
 
 def _write_store(path, samples: dict) -> str:
-    """``{id: (subset, split, raw (3,Z,Y,X) uint16, gt (N,Z,Y,X) bool)}`` -> a store in the fisbe layout."""
+    """``{id: (subset, split, raw (3,Z,Y,X) uint16, gt (N,Z,Y,X) bool)}`` -> a store in the fisbe layout,
+    each sample written by the loader's own copy_sample (raw levels and label images)."""
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     ids = sorted(samples)
     for name, vals in (("sample", ids), ("subset", [samples[i][0] for i in ids]), ("split", [samples[i][1] for i in ids])):
         root.create_array(name, data=np.array(vals, dtype="U"))
     for i in ids:
-        g = root.create_group(i)
-        _, _, raw, gt = samples[i]
-        g.create_array("raw", data=raw, chunks=(3, 8, 8, 8))
-        g.create_array("gt_instances", data=gt, chunks=(gt.shape[0], 8, 8, 8))
+        subset, split, raw, gt = samples[i]
+        copy_sample(root, SampleRef(i, subset, split, Path(path)), raw, gt)
     return str(path)
 
 
@@ -79,6 +82,10 @@ def test_foreground_coords_subsampled():
     rng = np.random.default_rng(0)
     np.testing.assert_array_equal(foreground_coords(gt, None, rng), [[0, 1, 2], [33, 1, 2], [39, 1, 2]])
     assert len(foreground_coords(gt, 2, rng)) == 2
+    images = [np.zeros((40, 3, 3), np.uint8), np.zeros((40, 3, 3), np.uint8)]  # label images, as the store holds
+    images[0][0, 1, 2] = images[0][33, 1, 2] = 1
+    images[1][39, 1, 2] = images[1][33, 1, 2] = 2
+    np.testing.assert_array_equal(foreground_coords(images, None, rng), [[0, 1, 2], [33, 1, 2], [39, 1, 2]])
 
 
 def test_store_samples(store):
@@ -163,6 +170,25 @@ def test_bad_arguments(store, tmp_path):
     with pytest.raises(ValueError, match="foreground_p"):
         PatchDataset(path, ["a"], foreground_p=2)
     raw, gt = _sample(0)
-    bad = _write_store(tmp_path / "bad.zarr", {"x": ("completely", "train", raw, gt[:, :10])})
-    with pytest.raises(DataFormatError, match=r"x: raw \(3, 20, 30, 40\) and gt_instances \(2, 10, 30, 40\)"):
+    bad = _write_store(tmp_path / "bad.zarr", {"x": ("completely", "train", raw, gt)})
+    g = zarr.open_group(bad, mode="r+")["x"]["labels"]
+    name = g.attrs["labels"][0]
+    del g[name]["0"]
+    g[name].create_array("0", data=np.zeros((10, 30, 40), np.uint8))  # a label image of another shape
+    with pytest.raises(DataFormatError, match=rf"x: raw \(3, 20, 30, 40\) and labels/{name} \(10, 30, 40\) are not"):
         PatchDataset(bad, ["x"])
+    del zarr.open_group(bad, mode="r+")["x"]["labels"]
+    with pytest.raises(DataFormatError, match=r"bad\.zarr/x: no NGFF label images \(labels/ group"):
+        PatchDataset(bad, ["x"])
+
+
+def test_labels_read_from_label_images_equal_the_stack(store):
+    """The sampler's labels (one read per label image) equal labels_of() of the instance stack,
+    on two crossing neurons that the store keeps in two label images."""
+    path, samples = store
+    g = zarr.open_group(path, mode="r")["a"]
+    assert len(g["labels"].attrs["labels"]) == 2  # the two neurons overlap
+    ds = PatchDataset(path, ["a"], patch=(20, 30, 40), n_patches=1, foreground_p=0.0)
+    item = ds.read(0, np.zeros(3, np.int64))
+    np.testing.assert_array_equal(item["labels"], labels_of(samples["a"][3]))
+    assert (item["labels"] == -1).sum() == (samples["a"][3].sum(0) == 2).sum() > 0

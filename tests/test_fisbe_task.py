@@ -33,7 +33,7 @@ TASK = "fisbe-instance-segmentation"
 def test_card():
     card = get_task(TASK).card
     assert (card.name, card.version, card.main_metric) == (TASK, "1.0", "S")
-    assert [(d.name, d.version) for d in card.datasets] == [("fisbe", "1.0")]
+    assert [(d.name, d.version) for d in card.datasets] == [("fisbe", "1.1")]
     assert card.higher_is_better
     lower = {m.name for m in card.metrics if not m.higher_is_better}
     assert lower == {"FS", "FM"}
@@ -187,24 +187,45 @@ def test_unsafe_and_unknown_files(data, test_ids, tmp_path):
         write_predictions(tmp_path / "x.npz", {"a": np.zeros((4, 4, 4), np.float64)})
 
 
+def _label_store(path, images: dict, raw_shape=(3, 4, 5, 6), chunks=None, sep=None):
+    """A store with sample groups holding ``raw`` zeros and NGFF label images ``{sample: {name: array}}``
+    (``{sample: None}``: no labels group)."""
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    for sample, labels in images.items():
+        g = root.create_group(sample)
+        g.create_array("raw", shape=raw_shape, dtype="uint16", chunks=raw_shape)
+        if labels is None:
+            continue
+        lg = g.create_group("labels")
+        lg.attrs["labels"] = list(labels)
+        for name, a in labels.items():
+            img = lg.create_group(name)
+            img.attrs["multiscales"] = [{"version": "0.4", "datasets": [{"path": "0"}]}]
+            extra = {"chunk_key_encoding": {"name": "v2", "separator": sep}} if sep else {}
+            img.create_array("0", data=a, chunks=chunks or a.shape, **extra)
+    return root
+
+
 def test_store_errors_name_sample_and_array(tmp_path):
     import pandas as pd
 
-    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=2)
-    root.create_group("A").create_array("raw", data=np.zeros((3, 4, 5, 6), np.uint16))
-    root["A"].create_array("gt_instances", data=np.ones((1, 4, 5, 7), bool))
-    root.create_group("B").create_array("raw", data=np.zeros((3, 4, 5, 6), np.uint16))
-    root.create_group("C").create_array("raw", data=np.zeros((3, 4, 5, 6), np.uint16))
-    root["C"].create_array("gt_instances", data=np.zeros((1, 4, 5, 6), np.uint8))
-    index = pd.DataFrame({"sample": list("ABC"), "subset": "completely", "split": "test", "n_instances": 1,
+    _label_store(tmp_path / "s.zarr", {"A": {"neurons_0": np.ones((4, 5, 7), np.uint8)}, "B": None,
+                                       "C": {"neurons_0": np.zeros((4, 5, 6), np.uint8)},
+                                       "D": {"neurons_0": np.full((4, 5, 6), 3, np.uint8)}})
+    index = pd.DataFrame({"sample": list("ABCDE"), "subset": "completely", "split": "test", "n_instances": 1,
                           "size_z": 4, "size_y": 5, "size_x": 6})
     d = StoreData(str(tmp_path / "s.zarr"), index)
-    with pytest.raises(DataFormatError, match=r"sample A: gt_instances has shape \(1, 4, 5, 7\) but raw has \(3, 4, 5, 6\)"):
+    with pytest.raises(DataFormatError, match=r"sample A: labels/neurons_0 has shape \(4, 5, 7\) and dtype uint8; expected "
+                       r"an integer \(Z, Y, X\) = \(4, 5, 6\) label image"):
         d.gt("A")
-    with pytest.raises(DataFormatError, match="sample B: array 'gt_instances' missing"):
+    with pytest.raises(DataFormatError, match=r"sample B: no NGFF label images \(labels/ group"):
         d.gt("B")
-    with pytest.raises(DataFormatError, match="sample C: gt_instances is empty"):
+    with pytest.raises(DataFormatError, match="sample C: the label images are empty"):
         d.gt("C")
+    with pytest.raises(DataFormatError, match=r"sample D: labels/neurons_0 holds label 3; expected instance ids 1\.\.1"):
+        d.gt("D")
+    with pytest.raises(DataFormatError, match="sample E: the sample's group is missing"):
+        d.gt("E")
 
 
 def test_cli_prints_every_metric_per_sample(data, test_ids, tmp_path, capsys):
@@ -340,9 +361,11 @@ def test_gt_reads_the_stored_chunks_into_a_sparse_stack(data):
     root = zarr.open_group(data.store_path, mode="r")
     for s in data.index["sample"]:
         g = data.gt(s)
-        expected = np.asarray(root[s]["gt_instances"][...]) != 0
+        images = {name: np.asarray(root[s]["labels"][name]["0"][...]) for name in root[s]["labels"].attrs["labels"]}
+        expected = np.stack([sum(im == k for im in images.values()) > 0 for k in range(1, len(g) + 1)])
         assert g.dtype == bool and g.flags.c_contiguous and g.flags.writeable
         np.testing.assert_array_equal(g, expected)
+        assert (g.sum(0) >= 2).any()  # the fixture's neurons cross: overlaps come back
 
 
 @pytest.mark.parametrize("layout", ["dot", "slash", "unparsed"])
@@ -350,27 +373,27 @@ def test_gt_chunk_listing(tmp_path, layout):
     import pandas as pd
 
     rng = np.random.default_rng(0)
-    gt = np.zeros((3, 20, 33, 17), np.uint8)
-    gt[0, 2:5, 3:9, 1:4] = 1
-    gt[2, 15:20, 30:33, 10:17] = 3  # the last, partial chunks
-    gt[1][rng.random((20, 33, 17)) < 0.01] = 2
-    root = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=2)
-    g = root.create_group("A")
-    g.create_array("raw", shape=(3, 20, 33, 17), dtype="uint16", chunks=(3, 20, 33, 17))
-    sep = {"chunk_key_encoding": {"name": "v2", "separator": "/"}} if layout == "slash" else {}
-    g.create_array("gt_instances", data=gt, chunks=(3, 8, 8, 8), **sep)
+    gt = np.zeros((3, 20, 33, 17), bool)
+    gt[0, 2:5, 3:9, 1:4] = True
+    gt[2, 15:20, 30:33, 10:17] = True  # the last, partial chunks
+    gt[1][rng.random((20, 33, 17)) < 0.01] = True
+    gt[1, 3, 4, 2] = True  # overlaps instance 1: instance 2 is in the other label image
+    one = (gt[0] * 1 + gt[2] * 3).astype(np.uint8)  # instances 1 and 3 share no voxel
+    two = (gt[1] * 2).astype(np.uint8)
+    _label_store(tmp_path / "s.zarr", {"A": {"neurons_0": one, "neurons_1": two}}, raw_shape=(3, 20, 33, 17),
+                 chunks=(8, 8, 8), sep="/" if layout == "slash" else None)
     if layout == "unparsed":  # a file that is no chunk key: every chunk is read through zarr
-        (tmp_path / "s.zarr" / "A" / "gt_instances" / "notes.txt").write_text("x")
+        (tmp_path / "s.zarr" / "A" / "labels" / "neurons_0" / "0" / "notes.txt").write_text("x")
     index = pd.DataFrame({"sample": ["A"], "subset": "completely", "split": "test", "n_instances": 3,
                           "size_z": 20, "size_y": 33, "size_x": 17})
     d = StoreData(str(tmp_path / "s.zarr"), index)
-    a = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["A"]["gt_instances"]
+    a = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["A"]["labels"]["neurons_0"]["0"]
     keys = d._stored_chunks("A", a)
     if layout == "unparsed":
         assert len(keys) == 3 * 5 * 3
     else:
-        assert 0 < len(keys) < 3 * 5 * 3 and (0, 2, 4, 2) in keys
-    np.testing.assert_array_equal(d.gt("A"), gt != 0)
+        assert 0 < len(keys) < 3 * 5 * 3 and (2, 4, 2) in keys and (0, 0, 0) in keys
+    np.testing.assert_array_equal(d.gt("A"), gt)
 
 
 def test_sparse_zeros_costs_only_written_pages():

@@ -54,6 +54,7 @@ from neuroharness.loaders.celegans import connectome as conn
 from neuroharness.loaders.celegans import consensus, funatlas, neuron_names
 from neuroharness.loaders.fisbe import release as frel
 from neuroharness.loaders.fisbe import store as fstore
+from neuroharness.loaders.fisbe.ngff import label_images
 from neuroharness.loaders.vesselgraph import csv as vcsv
 from neuroharness.loaders.vesselgraph import layout as vlayout
 from neuroharness.loaders.vesselgraph import table as vtable
@@ -1412,8 +1413,10 @@ def copy_into_memory(refs) -> list[dict]:
     for row in rows:
         g = root[row["sample"]]
         assert g["raw"].shape == (3, row["size_z"], row["size_y"], row["size_x"]) and g["raw"].dtype == np.uint16
-        assert int(np.asarray(g["raw"][...]).max()) <= frel.MAX_RAW and g["gt_instances"].dtype == bool
-        assert g["gt_instances"].shape[0] == row["n_instances"] >= 1 and np.asarray(g["gt_instances"][...]).any()
+        assert int(np.asarray(g["raw"][...]).max()) <= frel.MAX_RAW
+        images = [np.asarray(a[...]) for _, a in label_images(g, row["sample"])]  # the neurons: NGFF label images
+        assert all(im.shape == g["raw"].shape[1:] and im.dtype == np.uint8 for im in images)
+        assert g["n_voxels"].shape[0] == row["n_instances"] >= 1 and any(im.any() for im in images)
     return rows
 
 

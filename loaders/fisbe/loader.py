@@ -37,6 +37,13 @@ class FisbeLoader(TreeLoader):
                     lines.append(f"{subset:<11} {split:<6} {len(m):>7} {int(m.n_instances.sum()):>8}  {med:>24}")
         lines.append(f"{'total':<18} {len(idx):>7} {int(idx.n_instances.sum()):>8}")
         lines.append(f"release: {tree.attrs.get('release_note', '?')}")
+        groups = [tree[s] for s in idx["sample"] if s in tree.children]
+        levels = [len(g.attrs.get("multiscales", [{}])[0].get("datasets", [])) for g in groups]
+        images = [len(g.attrs.get("label_images", {})) for g in groups]
+        if groups:
+            span = lambda v: f"{min(v)}" if min(v) == max(v) else f"{min(v)}-{max(v)}"  # noqa: E731
+            lines.append(f"OME-NGFF: {span(levels)} raw pyramid level(s) and {span(images)} label image(s) per sample; "
+                         "a viewer opens <store>/<sample>")
         return lines
 
 
@@ -48,8 +55,14 @@ def loader() -> FisbeLoader:
 
 
 def store_path(version: str | None = None) -> Path:
-    """Path of the prepared store (it may not exist yet)."""
+    """Local path of the prepared store (it may not exist yet); a remote cache has none: see :func:`store_location`."""
     return loader().store_path(version)
+
+
+def store_location(version: str | None = None):
+    """Where the store is (or would be): a :class:`~neuroharness.loaders.location.StoreLocation`,
+    local or below a remote ``$NEUROHARNESS_HOME``."""
+    return loader().store_location(version)
 
 
 def open_fisbe(version: str | None = None, source: os.PathLike | str | None = None) -> xr.DataTree:
@@ -60,14 +73,15 @@ def open_fisbe(version: str | None = None, source: os.PathLike | str | None = No
 INDEX_COLUMNS = ("subset", "split", "n_instances", "size_z", "size_y", "size_x")
 
 
-def read_sample_index(path: os.PathLike | str) -> pd.DataFrame:
-    """:func:`sample_index` of the store at ``path``, read with zarr from the root's index arrays
-    (a few bytes each) without building an ``xarray.DataTree`` of every sample group."""
-    import zarr
-
+def read_sample_index(path) -> pd.DataFrame:
+    """:func:`sample_index` of the store at ``path`` (a path, an fsspec URL or a ``StoreLocation``), read
+    with zarr from the root's index arrays (a few bytes each) without building an ``xarray.DataTree``
+    of every sample group."""
     from neuroharness.errors import DataFormatError
 
-    root = zarr.open_group(str(path), mode="r")
+    from ..location import as_location
+
+    root = as_location(path).open_group()
     try:
         cols = {c: np.asarray(root[c][...]) for c in ("sample", *INDEX_COLUMNS)}
     except KeyError as e:

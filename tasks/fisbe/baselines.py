@@ -35,6 +35,8 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage as ndi
 
+from neuroharness.loaders.location import StoreLocation
+
 from .patches import channel_percentiles, normalize
 
 MIN_SIZE = 800  # the benchmark preset removes predicted instances of <= 800 voxels
@@ -44,7 +46,7 @@ _STRUCT26 = np.ones((3, 3, 3), dtype=bool)
 class FisbeData(Protocol):
     """What a model may read: volumes of the prepared store by sample id."""
 
-    store_path: str
+    location: StoreLocation  # the store (local or remote), for readers of their own (e.g. PatchDataset)
 
     def raw(self, sample: str) -> np.ndarray:  # (3, Z, Y, X) uint16
         ...
@@ -403,7 +405,7 @@ class UNetEmbeddingModel:
         self.n_parameters = int(sum(p.numel() for p in net.parameters()))
         opt = torch.optim.Adam(net.parameters(), lr=self.lr)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(self.steps, 1), pct_start=0.1)
-        ds = PatchDataset(data.store_path, list(train), patch=self.patch, n_patches=self.steps * self.batch_size,
+        ds = PatchDataset(data.location, list(train), patch=self.patch, n_patches=self.steps * self.batch_size,
                           foreground_p=self.foreground_p, seed=seed)
         loader = torch.utils.data.DataLoader(ds, batch_size=self.batch_size, num_workers=self.num_workers)
         net.train()

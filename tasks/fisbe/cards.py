@@ -55,7 +55,9 @@ INSTANCE_SEGMENTATION = TaskCard(
         "Neurons are long, thin (a few voxels across) and branching; they cross and overlap, and their colour is "
         "the main cue that tells them apart. Scored with the FISBe metrics (clDice-based matching), after removing "
         "predicted instances of 800 voxels or fewer as in the benchmark's preset."),
-    datasets=(DatasetRef("fisbe", "1.0"),),
+    # fisbe 1.1: the same volumes and masks as 1.0 in the OME-NGFF layout with label images (issue 16); scores
+    # do not change, the dataset checksum in records does
+    datasets=(DatasetRef("fisbe", "1.1"),),
     split=(
         "as released (``sample_list_per_split.txt``, grouped by transgenic line): completely labeled 18 train / 5 "
         "val / 7 test volumes, partly labeled 43 / 12 / 16. Scores are computed on the test volumes of both subsets "
@@ -64,7 +66,8 @@ INSTANCE_SEGMENTATION = TaskCard(
         "unweighted mean of the completely and partly sets' S (FS/FM summed, tp and clDice_TP pooled); when the "
         "prepared store holds only one subset, that subset's S."),
     inputs=("raw (3, Z, Y, X) uint16: the three MCFO colour channels (12-bit values), 0.44 um isotropic voxels; "
-            "training and validation volumes come with gt_instances"),
+            "training and validation volumes come with their neurons' masks (the store's NGFF label images, read "
+            "as an (N, Z, Y, X) stack by training_view().gt(sample))"),
     targets=("one instance per labeled neuron, as a (Z, Y, X) integer label image (0 = background) or a "
              "(N, Z, Y, X) stack of instance channels (overlapping neurons allowed)"),
     metrics=(

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
+from neuroharness.loaders.location import StoreLocation, as_location
 
 from ..base import Task
 from ..submission import ArrayFile, check_names, sparse_zeros, write_arrays
@@ -147,14 +148,18 @@ def write_predictions(path, predictions: dict[str, np.ndarray]) -> Path:
 class StoreData:
     """Volumes of a prepared ``fisbe`` store, read with zarr (implements ``FisbeData`` of the baselines)."""
 
-    store_path: str
+    location: StoreLocation  # where the store is (a path or URL given here becomes a StoreLocation)
     index: pd.DataFrame  # one row per sample: sample, subset, split, n_instances, size_z, size_y, size_x
 
     def __post_init__(self):
-        import zarr
-
-        self._root = zarr.open_group(self.store_path, mode="r")
+        self.location = as_location(self.location)
+        self._root = self.location.open_group()
         self._by = self.index.set_index("sample")
+
+    @property
+    def store_path(self) -> str:
+        """The store's path or URL, as text (for messages)."""
+        return str(self.location)
 
     def samples(self, split: str, subsets=SUBSETS) -> list[str]:
         ix = self.index
@@ -166,7 +171,7 @@ class StoreData:
     def without_test(self) -> "StoreData":
         """The training view: the same store with the test samples left out of the index
         (their volumes and GT cannot be read through it)."""
-        return StoreData(self.store_path, self.index[self.index["split"] != "test"].reset_index(drop=True))
+        return StoreData(self.location, self.index[self.index["split"] != "test"].reset_index(drop=True))
 
     def shape(self, sample: str) -> tuple[int, int, int]:
         r = self._by.loc[sample]
@@ -189,54 +194,93 @@ class StoreData:
         return np.asarray(a[...])
 
     def gt(self, sample: str) -> np.ndarray:
-        """(N, Z, Y, X) bool, one channel per neuron.
+        """(N, Z, Y, X) bool, one channel per neuron (N = the index's ``n_instances``).
 
-        Only the stored chunks are read, and only their labeled voxels written, into
-        a :func:`sparse_zeros` array: a real-size 11-neuron stack is 2 GB of address
-        space but a few MB of memory."""
-        a = self._array(sample, "gt_instances")
-        raw_shape = tuple(self._array(sample, "raw").shape)
-        if a.ndim != 4 or tuple(a.shape[1:]) != raw_shape[1:]:
-            raise DataFormatError(f"{self.store_path}: sample {sample}: gt_instances has shape {a.shape} but raw "
-                                  f"has {raw_shape}; expected (N, Z, Y, X) over the same (Z, Y, X)")
-        g = sparse_zeros(a.shape, bool)
+        Read from the sample's NGFF label images (value k = instance k; neurons that overlap are
+        in different label images). Only their stored chunks are read, and only their labeled
+        voxels written, into a :func:`sparse_zeros` array: a real-size 11-neuron stack is 2 GB of
+        address space but a few MB of memory."""
+        from neuroharness.loaders.fisbe.ngff import label_images
+
+        where = f"{self.store_path}: sample {sample}"
+        if sample not in self._by.index:
+            raise KeyError(f"sample {sample!r} is not in this view of {self.store_path}")
+        try:
+            group = self._root[sample]
+        except KeyError:
+            raise DataFormatError(f"{where}: the sample's group is missing from the store") from None
+        images = label_images(group, where)
+        shape = self.shape(sample)
+        n = int(self._by.loc[sample, "n_instances"])
+        g = sparse_zeros((n, *shape), bool)
         found = False
-        for key in self._stored_chunks(sample, a):
-            block = np.ascontiguousarray(a.blocks[key])
-            hit = _flat_nonzero(block.reshape(-1).view(f"u{block.dtype.itemsize}"))
-            if hit.size:
+        for name, a in images:
+            if a.ndim != 3 or tuple(a.shape) != shape or a.dtype.kind not in "ui":
+                raise DataFormatError(f"{where}: labels/{name} has shape {tuple(a.shape)} and dtype {a.dtype}; "
+                                      f"expected an integer (Z, Y, X) = {shape} label image as in the sample index")
+            for key in self._stored_chunks(sample, a):
+                block = np.ascontiguousarray(a.blocks[key])
+                hit = _flat_nonzero(block.reshape(-1).view(f"u{block.dtype.itemsize}"))
+                if not hit.size:
+                    continue
+                values = block.reshape(-1)[hit].astype(np.int64)
+                bad = values[(values < 1) | (values > n)]
+                if bad.size:
+                    raise DataFormatError(f"{where}: labels/{name} holds label {int(bad[0])}; expected instance "
+                                          f"ids 1..{n} (0 = background)")
                 found = True
-                g[tuple(h + k * c for h, k, c in zip(np.unravel_index(hit, block.shape), key, a.chunks))] = True
+                coords = np.unravel_index(hit, block.shape)
+                g[(values - 1, *(h + k * c for h, k, c in zip(coords, key, a.chunks)))] = True
         if not found:
-            raise DataFormatError(f"{self.store_path}: sample {sample}: gt_instances is empty (no labeled voxel)")
+            raise DataFormatError(f"{where}: the label images are empty (no labeled voxel)")
         return g
 
     def _stored_chunks(self, sample: str, a) -> list[tuple[int, ...]]:
         """Grid positions of the chunks of array ``a`` that exist in the store.
 
         Chunks never written (all background: most of a FISBe volume) read as the
-        fill value 0, so only the stored ones need reading.  All grid positions
-        (each read through zarr) where the array is not in a local Zarr v2
-        directory, its fill value is nonzero, or a file there is no chunk key."""
+        fill value 0, so only the stored ones need reading: listed on disk for a local
+        store, with the location's filesystem for a remote one. All grid positions
+        (each read through zarr) where the array is not Zarr v2, its fill value is
+        nonzero, the listing fails (an HTTP server cannot list) or finds no
+        ``.zarray``, or a file there is no chunk key."""
         grid = [-(-s // c) for s, c in zip(a.shape, a.chunks)]
         everything = list(itertools.product(*map(range, grid)))
-        folder = os.path.join(self.store_path, sample, a.basename)
-        if a.metadata.zarr_format != 2 or (a.fill_value is not None and a.fill_value != 0) \
-                or not os.path.isfile(os.path.join(folder, ".zarray")):
+        if a.metadata.zarr_format != 2 or (a.fill_value is not None and a.fill_value != 0):
+            return everything
+        names = self._listing(a.path)
+        if names is None or ".zarray" not in names:
             return everything
         keys = []
-        for parent, _, files in os.walk(folder):
-            for f in files:
-                if f.startswith("."):
-                    continue
-                parts = re.split(r"[./\\]", os.path.relpath(os.path.join(parent, f), folder))
-                if len(parts) != len(grid) or not all(p.isdigit() for p in parts):
-                    return everything
-                key = tuple(int(p) for p in parts)
-                if any(k >= n for k, n in zip(key, grid)):
-                    return everything
-                keys.append(key)
+        for name in names:
+            if name.rsplit("/", 1)[-1].startswith("."):
+                continue
+            parts = re.split(r"[./\\]", name)
+            if len(parts) != len(grid) or not all(p.isdigit() for p in parts):
+                return everything
+            key = tuple(int(p) for p in parts)
+            if any(k >= n for k, n in zip(key, grid)):
+                return everything
+            keys.append(key)
         return sorted(keys)
+
+    def _listing(self, key: str) -> list[str] | None:
+        """Every file below ``key`` in the store, as paths relative to it ('/'-separated); None where
+        they cannot be listed."""
+        if self.location.is_local:
+            folder = os.path.join(self.location.path, key)
+            if not os.path.isdir(folder):
+                return None
+            return [os.path.relpath(os.path.join(parent, f), folder).replace(os.sep, "/")
+                    for parent, _, files in os.walk(folder) for f in files]
+        try:
+            fs, root = self.location.filesystem()
+            folder = f"{root.rstrip('/')}/{key}"
+            found = fs.find(folder)
+        except Exception:  # noqa: BLE001 -- no listing (HTTP) or a listing error: read every chunk instead
+            return None
+        prefix = folder.rstrip("/") + "/"
+        return [p[len(prefix):] for p in found if p.startswith(prefix)]
 
 
 # -- the task -------------------------------------------------------------------------
@@ -259,9 +303,9 @@ class FisbeInstanceSegmentation(Task):
         from neuroharness.loaders import get_loader
         from neuroharness.loaders.fisbe import read_sample_index
 
-        path = get_loader("fisbe").ensure(self.card.datasets[0].version)  # prepares a missing store
-        index = read_sample_index(path)  # the root's index arrays only, no DataTree of every sample
-        return StoreData(str(path), index.reset_index(drop=True))
+        location = get_loader("fisbe").locate(self.card.datasets[0].version)  # prepares a missing local store
+        index = read_sample_index(location)  # the root's index arrays only, no DataTree of every sample
+        return StoreData(location, index.reset_index(drop=True))
 
     def describe_data(self, data: StoreData) -> str:
         counts = data.index.groupby(["subset", "split"]).size()

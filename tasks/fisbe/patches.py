@@ -17,7 +17,10 @@ split. Each item is a dict of numpy arrays (a ``DataLoader`` with
 
 Patches are read with ``zarr`` (not xarray/dask, whose graph building costs
 more than a 64^3 read) from ``<store>/<sample>/raw`` (3, Z, Y, X) uint16 and
-``<store>/<sample>/gt_instances`` (N, Z, Y, X) bool. With probability
+the sample's NGFF label images ``<store>/<sample>/labels/neurons_<g>/0``
+(Z, Y, X) uint8, each holding instance ids of neurons that share no voxel
+(:mod:`neuroharness.loaders.fisbe.ngff`), so a patch needs one small read per
+label image rather than one per neuron. With probability
 ``foreground_p`` a patch is centred on a random foreground voxel, drawn from
 per-sample coordinate lists computed once at construction (subsampled to
 ``max_fg_coords``); otherwise its corner is uniform over the volume.
@@ -32,13 +35,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch.utils.data as tud
-import zarr
 
 from neuroharness.errors import DataFormatError
+from neuroharness.loaders.fisbe.ngff import label_images, labels_of_images
+from neuroharness.loaders.location import StoreLocation, as_location
 
 PERCENTILES = (50.0, 99.9)  # background level and bright-signal level used by normalize()
 _SLAB = 32  # z-planes per read when scanning a whole volume (bounds the temporary memory)
@@ -83,10 +86,19 @@ def normalize(raw: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray |
 
 
 def foreground_coords(gt, max_coords: int | None, rng: np.random.Generator) -> np.ndarray:
-    """(n, 3) int32 (z, y, x) of voxels in any instance of ``gt`` (N, Z, Y, X), at most ``max_coords``."""
+    """(n, 3) int32 (z, y, x) of voxels in any instance, at most ``max_coords``.
+
+    ``gt``: an (N, Z, Y, X) instance stack, or a list of (Z, Y, X) label images (numpy or zarr)."""
+    images = gt if isinstance(gt, (list, tuple)) else None
+    depth = images[0].shape[0] if images is not None else gt.shape[1]
     parts = []
-    for z in range(0, gt.shape[1], _SLAB):
-        fg = np.asarray(gt[:, z : z + _SLAB]).any(axis=0)
+    for z in range(0, depth, _SLAB):
+        if images is None:
+            fg = np.asarray(gt[:, z : z + _SLAB]).any(axis=0)
+        else:
+            fg = np.asarray(images[0][z : z + _SLAB]) != 0
+            for im in images[1:]:
+                fg |= np.asarray(im[z : z + _SLAB]) != 0
         idx = np.argwhere(fg).astype(np.int32)
         idx[:, 0] += z
         parts.append(idx)
@@ -106,7 +118,8 @@ def labels_of(stack: np.ndarray) -> np.ndarray:
 
 
 class PatchDataset(tud.IterableDataset):
-    """Seeded random 3-D patches of ``samples`` in the fisbe store at ``store``.
+    """Seeded random 3-D patches of ``samples`` in the fisbe store at ``store`` (a path, an fsspec URL or a
+    :class:`~neuroharness.loaders.location.StoreLocation`).
 
     ``patch``: (pz, py, px) voxels (an int means a cube); ``n_patches``:
     patches per epoch; ``stats``: optional ``{sample: (lo (3,), hi (3,))}``
@@ -114,11 +127,11 @@ class PatchDataset(tud.IterableDataset):
     reads every raw volume once). See the module doc for the items.
     """
 
-    def __init__(self, store: str | os.PathLike, samples: Sequence[str], patch: int | Sequence[int] = 64,
+    def __init__(self, store: StoreLocation | str | os.PathLike, samples: Sequence[str], patch: int | Sequence[int] = 64,
                  n_patches: int = 256, foreground_p: float = 0.5, seed: int = 0,
                  max_fg_coords: int | None = 200_000, stats: dict | None = None):
         super().__init__()
-        self.store = str(store)
+        self.store = as_location(store)  # a path or an fsspec URL; picklable for worker processes
         self.samples = [str(s) for s in samples]
         if not self.samples:
             raise ValueError("samples: empty")
@@ -132,9 +145,10 @@ class PatchDataset(tud.IterableDataset):
         arrays = self._open()
         self.shapes, self.lo, self.hi, self.fg_coords = [], [], [], []
         for k, (s, (raw, gt)) in enumerate(zip(self.samples, arrays)):
-            if raw.ndim != 4 or gt.ndim != 4 or raw.shape[1:] != gt.shape[1:]:
-                raise DataFormatError(f"{self.store}/{s}: raw {raw.shape} and gt_instances {gt.shape} "
-                                      "are not (3, Z, Y, X) and (N, Z, Y, X) of one volume")
+            for name, im in zip(self._names[k], gt):
+                if raw.ndim != 4 or im.ndim != 3 or raw.shape[1:] != im.shape:
+                    raise DataFormatError(f"{self.store}/{s}: raw {raw.shape} and labels/{name} {im.shape} "
+                                          "are not (3, Z, Y, X) and (Z, Y, X) of one volume")
             self.shapes.append(tuple(raw.shape[1:]))
             lo, hi = stats[s] if stats is not None and s in stats else channel_percentiles(raw).T
             self.lo.append(np.asarray(lo, np.float32))
@@ -148,10 +162,14 @@ class PatchDataset(tud.IterableDataset):
     def _open(self):
         if self._arrays is None or self._pid != os.getpid():
             try:
-                root = zarr.open_group(self.store, mode="r")
-                self._arrays = [(root[s]["raw"], root[s]["gt_instances"]) for s in self.samples]
+                root = self.store.open_group()
+                groups = [root[s] for s in self.samples]
+                raws = [g["raw"] for g in groups]
             except (KeyError, FileNotFoundError) as e:
-                raise DataFormatError(f"{self.store}: cannot open raw/gt_instances of the samples ({e})") from None
+                raise DataFormatError(f"{self.store}: cannot open raw of the samples ({e})") from None
+            found = [label_images(g, f"{self.store}/{s}") for g, s in zip(groups, self.samples)]
+            self._names = [[name for name, _ in f] for f in found]
+            self._arrays = [(raw, [a for _, a in f]) for raw, f in zip(raws, found)]
             self._pid = os.getpid()
         return self._arrays
 
@@ -189,9 +207,8 @@ class PatchDataset(tud.IterableDataset):
         hi = np.minimum(corner + np.array(self.patch), shape)
         sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         raw = np.asarray(raw_a[(slice(None),) + sl])
-        stack = np.asarray(gt_a[(slice(None),) + sl]).astype(bool, copy=False)
         x = normalize(raw, self.lo[k], self.hi[k])
-        lab = labels_of(stack)
+        lab = labels_of_images([a[sl] for a in gt_a])
         if tuple(hi - lo) != self.patch:
             pad = [(int(a - c), int(c + p - b)) for a, b, c, p in zip(lo, hi, corner, self.patch)]
             x = np.pad(x, [(0, 0)] + pad)
@@ -205,9 +222,9 @@ class PatchDataset(tud.IterableDataset):
             yield self.read(*self.offset(i))
 
 
-def store_samples(store: str | os.PathLike, split: str, subsets: Sequence[str] = ("completely", "partly")) -> list[str]:
+def store_samples(store: StoreLocation | str | os.PathLike, split: str, subsets: Sequence[str] = ("completely", "partly")) -> list[str]:
     """Sample ids of ``split`` (and ``subsets``) from the root index of a fisbe store, read with zarr."""
-    root = zarr.open_group(str(Path(store)), mode="r")
+    root = as_location(store).open_group()
     try:
         ids = np.asarray(root["sample"][:]).astype(str)
         sp = np.asarray(root["split"][:]).astype(str)
