@@ -7,6 +7,11 @@ Every family folder (``celegans/``, ``fisbe/``, ``vesselgraph/``) holds a
 datasets and reading their cards imports only those modules (no numpy,
 xarray or zarr); :func:`get_loader` imports a card's loader class when it is
 first needed. Adding a dataset means adding a family folder with a ``cards.py``.
+
+Stores are read from the local cache, from a remote cache
+(``$NEUROHARNESS_HOME`` set to an fsspec URL such as ``s3://bucket/prefix``:
+read-only) or from any store URL (``open_dataset(name, store=URL)``); see
+:mod:`neuroharness.loaders.location`.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from neuroharness.errors import NeuroharnessError
+from neuroharness.errors import NeuroharnessError, UsageError
 from neuroharness.registry import Registry
 
 from .card import DatasetCard, DatasetCardError
@@ -59,8 +64,9 @@ def get_loader(name: str) -> "DatasetLoader":
 
 def prepare(name: str, source: os.PathLike | str | None = None, force: bool = False,
             only: str | list[str] | None = None, strict: bool = False,
-            layout: os.PathLike | str | None = None) -> Path:
-    """Fetch, verify and homogenize dataset ``name``; return its store path.
+            layout: os.PathLike | str | None = None) -> Path | str:
+    """Fetch, verify and homogenize dataset ``name``; return its store path (its URL when
+    ``$NEUROHARNESS_HOME`` is a remote cache, which is read-only: only a store already there is reused).
 
     ``only`` selects parts of a dataset made of parts (the graphs of ``vesselgraph``);
     ``layout`` is a layout file for datasets described by one (the EEG datasets);
@@ -68,11 +74,24 @@ def prepare(name: str, source: os.PathLike | str | None = None, force: bool = Fa
     return get_loader(name).prepare(source, force=force, only=only, strict=strict, layout=layout)
 
 
-def open_dataset(name: str, version: str | None = None) -> "xr.Dataset | xr.DataTree":
-    """Open dataset ``name`` lazily from its Zarr store, preparing it if needed: an
-    ``xarray.Dataset``, or an ``xarray.DataTree`` for datasets whose loader is a
-    :class:`TreeLoader` (one group per part, e.g. ``fisbe``)."""
-    return get_loader(name).open(version)
+def open_dataset(name: str, version: str | None = None, store: os.PathLike | str | None = None,
+                 storage_options: dict | None = None) -> "xr.Dataset | xr.DataTree":
+    """Open dataset ``name`` lazily from its Zarr store: an ``xarray.Dataset``, or an
+    ``xarray.DataTree`` for datasets whose loader is a :class:`TreeLoader` (one group per
+    part, e.g. ``fisbe``).
+
+    Without ``store``, the store of the cache (``$NEUROHARNESS_HOME``, a folder or a
+    read-only fsspec URL), preparing it first where the cache is local. With ``store``
+    (a path or an fsspec URL: ``s3://``, ``gs://``, ``hf://``, ``https://``, ``file://``),
+    that store, checked to be one of ``name`` (and of ``version`` if given); nothing is
+    prepared. ``storage_options`` go to fsspec for ``store``."""
+    loader = get_loader(name)
+    if store is None:
+        if storage_options:
+            raise UsageError(f"open_dataset({name!r}): storage_options apply to store=URL; for the cache set "
+                             "NEUROHARNESS_STORAGE_OPTIONS (see neuroharness.loaders.location)")
+        return loader.open(version)
+    return loader.open_store(store, version, storage_options)
 
 
 def __getattr__(name: str):

@@ -9,6 +9,12 @@
 A loader's facts (name, version, title, licence, ...) live in its
 :class:`~neuroharness.loaders.card.DatasetCard` (class attribute ``card``);
 the properties below read them from there.
+
+Stores are read through a :class:`~neuroharness.loaders.location.StoreLocation`
+(:meth:`DatasetLoader.locate`), so a store in a remote cache
+(``$NEUROHARNESS_HOME=s3://...``) or at any URL (:meth:`DatasetLoader.open_store`)
+is read exactly as a local one; only :meth:`DatasetLoader.prepare` writes, and
+only into a local cache.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from neuroharness.progress import progress_bar, status
 
 from . import cache, fetch, io
 from .card import DatasetCard
+from .location import StoreLocation, as_location
 
 BLOCK_BYTES = 64 << 20  # bytes read at a time by the checksums
 
@@ -114,12 +121,19 @@ class DatasetLoader:
 
     # -- machinery shared by every dataset ----------------------------------------------------
     def store_path(self, version: str | None = None) -> Path:
+        """Local path of the store in the cache (it may not exist yet); a remote cache has none
+        (:class:`CacheError`): readers use :meth:`store_location` or :meth:`locate`."""
         return cache.store_path(self.name, version or self.version)
+
+    def store_location(self, version: str | None = None) -> StoreLocation:
+        """Where the store of ``version`` is or would be: in the local cache or below a remote
+        ``$NEUROHARNESS_HOME`` (nothing is prepared or checked)."""
+        return cache.store_location(self.name, version or self.version)
 
     def prepare(self, source: os.PathLike | str | None = None, force: bool = False,
                 only: str | list[str] | None = None, strict: bool = False,
-                layout: os.PathLike | str | None = None) -> Path:
-        """Fetch, verify and homogenize into the cache; return the store path.
+                layout: os.PathLike | str | None = None) -> Path | str:
+        """Fetch, verify and homogenize into the cache; return the store path (its URL in a remote cache).
 
         ``only`` selects some of the dataset's :attr:`parts` (e.g. graphs); the
         store records the selection (attribute ``only``, sorted). Idempotent: an
@@ -132,6 +146,11 @@ class DatasetLoader:
         one (:attr:`takes_layout`); ``strict`` turns the parts a loader skips and
         reports (:attr:`skips_bad_parts`, e.g. an unreadable recording) into a
         failure.
+
+        A remote cache (``$NEUROHARNESS_HOME`` is a URL) is read-only: a store
+        already there is checked and reused like a local one (no lock), anything
+        else (a missing store, ``force``) is a :class:`CacheError` saying how to
+        publish the store into it.
         """
         only = self._selection(only)
         if layout is not None and not self.takes_layout:
@@ -141,6 +160,15 @@ class DatasetLoader:
             raise UsageError(f"--layout {layout}: no such file; expected a TOML or YAML layout file")
         self.strict = bool(strict)
         self.layout = None if layout is None else Path(layout).expanduser()
+        if cache.home_url() is not None:
+            location = self.store_location()
+            there = location.exists()
+            if force or not there:
+                raise cache.read_only_error(f"{'rebuild (--force)' if there else 'prepare'} {self.name} "
+                                            f"{self.version}", self.name, self.version, missing=not there)
+            self._check_source(source)
+            self._check_reuse(location, source, only)
+            return str(location)
         self._check_source(source)
         path = self.store_path()
         # a store that is already there is reused without the lock, so a read-only cache still serves it
@@ -210,8 +238,8 @@ class DatasetLoader:
             raise DataFormatError(f"--source {source}: no such file or directory; expected a local copy of "
                                   f"{self.name}: {self.card.offline}")
 
-    def _check_reuse(self, path: Path, source, only: list[str] | None) -> None:
-        recorded = zarr.open_group(str(path), mode="r").attrs
+    def _check_reuse(self, path: Path | StoreLocation, source, only: list[str] | None) -> None:
+        recorded = as_location(path).read_attrs()
         if source is None and recorded.get("source_argument"):
             # say so: a store made from a fixture or a local copy stands in for the default source
             status(f"[{self.name}] using {path}, built from --source {recorded['source_argument']}; "
@@ -245,33 +273,66 @@ class DatasetLoader:
             raise NeuroharnessError(f"dataset {self.name}: only=[] selects no {self.parts}; give at least one or None")
         return names
 
-    def ensure(self, version: str | None = None, source=None) -> Path:
-        """The store path of ``version``, preparing the current version from ``source`` first if it is missing."""
+    def locate(self, version: str | None = None, source=None) -> StoreLocation:
+        """Where the store of ``version`` is, preparing the current version from ``source`` first if it is
+        missing from a local cache; a store missing from a remote cache is a :class:`CacheError` naming its URL."""
         version = version or self.version
-        path = self.store_path(version)
-        if not path.exists():
+        location = self.store_location(version)
+        if not location.exists():
+            if not location.is_local:
+                raise cache.read_only_error(f"open {self.name} {version}", self.name, version, missing=True)
             if version != self.version:
                 raise NeuroharnessError(
-                    f"{self.name} version {version} is not in the cache ({path}) and this harness "
+                    f"{self.name} version {version} is not in the cache ({location}) and this harness "
                     f"builds only version {self.version}"
                 )
             self.prepare(source)
-        return path
+        return location
+
+    def ensure(self, version: str | None = None, source=None) -> Path:
+        """The local store path of ``version``, preparing the current version from ``source`` first if it is
+        missing. For code that needs a path on disk; a store in a remote cache has none (:class:`CacheError`):
+        read it through :meth:`locate`."""
+        location = self.locate(version, source)
+        if not location.is_local:
+            return self.store_path(version)  # raises the error that says so
+        return location.path
 
     def open(self, version: str | None = None, source=None) -> xr.Dataset:
         """Open the store lazily (dask-backed) as an ``xarray.Dataset``, preparing it first if needed."""
-        return xr.open_zarr(self.ensure(version, source), chunks={}, consolidated=True)
+        return self._open_location(self.locate(version, source))
+
+    def open_store(self, store: os.PathLike | str | StoreLocation, version: str | None = None,
+                   storage_options: dict | None = None) -> xr.Dataset:
+        """Open the store at ``store`` (a path or any fsspec URL) lazily, as :meth:`open` does, after checking
+        from its metadata that it is a store of this dataset (and of ``version``, if given). Nothing is prepared."""
+        location = as_location(store, storage_options)
+        if not location.is_store():
+            raise location.missing_error(f"{self.name} store", self.name)
+        attrs = location.read_attrs()
+        if attrs.get("dataset") != self.name:
+            found = (f"a store of dataset {attrs['dataset']!r} (root attribute 'dataset')" if "dataset" in attrs
+                     else "a Zarr store without the root attribute 'dataset'")
+            raise DataFormatError(f"{location}: {found}, not of {self.name!r}; expected a {self.name} store written "
+                                  f"by `neuroharness datasets prepare {self.name}`")
+        if version is not None and str(attrs.get("dataset_version")) != str(version):
+            raise DataFormatError(f"{location}: {self.name} version {attrs.get('dataset_version')!r} (root attribute "
+                                  f"'dataset_version'), not the requested {version!r}")
+        return self._open_location(location)
+
+    def _open_location(self, location: StoreLocation) -> xr.Dataset:
+        return location.open_dataset(chunks={})
 
     def root_attrs(self, version: str | None = None) -> dict:
         """The store's root attributes from its consolidated metadata, without opening any array
         (preparing the store first if needed)."""
-        return root_attrs(self.ensure(version))
+        return self.locate(version).read_attrs()
 
     def content_sha256(self, version: str | None = None) -> str:
         """The store's ``content_sha256`` (the checksum result records carry), read from its metadata."""
         attrs = self.root_attrs(version)
         if "content_sha256" not in attrs:
-            raise DataFormatError(f"{self.store_path(version)}: root attributes lack 'content_sha256'; "
+            raise DataFormatError(f"{self.store_location(version)}: root attributes lack 'content_sha256'; "
                                   "expected a store written by DatasetLoader.prepare")
         return str(attrs["content_sha256"])
 
@@ -282,7 +343,7 @@ class TreeLoader(DatasetLoader):
     :meth:`write` writes the hierarchy; the checks cover every group, and
     :meth:`prepare` records ``content_sha256`` (every group, see
     :func:`tree_checksum`) and ``parts_sha256`` (a JSON object: each top-level
-    group's name -> :func:`content_checksum` of that group's own variables),
+    group's name -> :func:`part_digests`: the group's own variables and its subgroups'),
     both from one read of the data.
     """
 
@@ -297,7 +358,10 @@ class TreeLoader(DatasetLoader):
 
     def open(self, version: str | None = None, source=None) -> xr.DataTree:
         """Open the store lazily (dask-backed) as an ``xarray.DataTree``, preparing it first if needed."""
-        return xr.open_datatree(self.ensure(version, source), engine="zarr", chunks={}, consolidated=True)
+        return self._open_location(self.locate(version, source))
+
+    def _open_location(self, location: StoreLocation) -> xr.DataTree:
+        return location.open_datatree(chunks={})
 
     def part_checksums(self, version: str | None = None) -> dict[str, str]:
         """``{part (top-level group name): sha256 of its content}`` of the store.
@@ -306,20 +370,19 @@ class TreeLoader(DatasetLoader):
         metadata, without opening arrays. A store prepared before that attribute
         existed gets the digests computed from its data (the store is not rewritten).
         """
-        path = self.ensure(version)
-        attrs = root_attrs(path)
+        location = self.locate(version)
+        attrs = location.read_attrs()
         if "parts_sha256" in attrs:
             return dict(json.loads(attrs["parts_sha256"]))
         # tasks ask on every run; an old whole-brain store would be re-read each time without this memo
         memo = self.__dict__.setdefault("_part_memo", {})
-        key = (str(path), attrs.get("content_sha256"))
+        key = (str(location), attrs.get("content_sha256"))
         if key not in memo:
-            status(f"[{self.name}] {path} has no parts_sha256 (prepared before it existed): computing it")
-            tree = xr.open_datatree(path, engine="zarr", consolidated=True, chunks=None)
-            nodes = [child.to_dataset(inherit=False) for child in tree.children.values()]
+            status(f"[{self.name}] {location} has no parts_sha256 (prepared before it existed): computing it")
+            tree = location.open_datatree(chunks=None)
+            nodes = [node.to_dataset(inherit=False) for node in tree.subtree if node.path != "/"]
             with progress_bar(total=_nbytes(nodes), desc=f"[{self.name}] part checksums", unit="B") as bar:
-                memo[key] = {name: content_checksum(child.to_dataset(inherit=False), progress=bar)
-                             for name, child in sorted(tree.children.items())}
+                memo[key] = part_digests(tree, progress=bar)
         return dict(memo[key])
 
 
@@ -338,17 +401,10 @@ def check_tree(tree: xr.DataTree, name: str) -> None:
         check_dataset(node.to_dataset(inherit=False), f"{name} group {node.path!r}")
 
 
-def root_attrs(path: os.PathLike | str) -> dict:
-    """Root attributes of a Zarr v2 store, from ``.zmetadata`` (consolidated) or ``.zattrs``; no array is opened."""
-    path = Path(path)
-    meta = path / ".zmetadata"
-    try:
-        if meta.is_file():
-            return dict(json.loads(meta.read_text())["metadata"].get(".zattrs", {}))
-        attrs = path / ".zattrs"
-        return dict(json.loads(attrs.read_text())) if attrs.is_file() else {}
-    except (ValueError, KeyError) as e:
-        raise DataFormatError(f"{meta}: not readable Zarr v2 consolidated metadata ({type(e).__name__}: {e})") from None
+def root_attrs(path: os.PathLike | str | StoreLocation) -> dict:
+    """Root attributes of a Zarr v2 store (a path, a URL or a :class:`StoreLocation`), from ``.zmetadata``
+    (consolidated) or ``.zattrs``; no array is opened; ``{}`` where there is no store."""
+    return as_location(path).read_attrs()
 
 
 # -- checksums --------------------------------------------------------------------------------------
@@ -372,25 +428,46 @@ def tree_checksum(tree: xr.DataTree, block_bytes: int = BLOCK_BYTES, progress=No
 
 
 def tree_checksums(tree: xr.DataTree, block_bytes: int = BLOCK_BYTES, progress=None) -> tuple[str, dict[str, str]]:
-    """``(tree_checksum, {top-level group name: content_checksum of its own variables})`` in one read.
+    """``(tree_checksum, {top-level group name: its part digest})`` in one read (see :func:`part_digests`).
 
     Each block read is fed to the tree's hasher and to the hasher of the part
-    (top-level group) it belongs to; variables of the root and of deeper groups
-    count for the tree only.
+    (top-level group) it belongs to; variables of the root count for the tree only.
     """
-    h = hashlib.sha256()
-    parts: dict[str, str] = {}
+    return _tree_digests(tree, block_bytes, progress, whole=True)
+
+
+def part_digests(tree: xr.DataTree, block_bytes: int = BLOCK_BYTES, progress=None) -> dict[str, str]:
+    """``{top-level group name: sha256}``: :func:`content_checksum` of the group's own variables, then, for
+    each deeper group below it in sorted path order, ``group|<path relative to the part>|`` and its variables.
+
+    A part without subgroups has exactly the :func:`content_checksum` of its variables; a part's
+    subgroups (e.g. a FISBe sample's ``labels/...`` ground truth) change its digest. The root is not read.
+    """
+    return _tree_digests(tree, block_bytes, progress, whole=False)[1]
+
+
+def _tree_digests(tree, block_bytes, progress, whole: bool) -> tuple[str | None, dict[str, str]]:
+    h = hashlib.sha256() if whole else None
+    hashers: dict = {}
     nodes = {node.path: node for node in tree.subtree}
+    # sorted paths: "/a", "/a-b", "/a/x" -- a part's subgroups may come after another part, so every
+    # part's hasher stays open until the end; the order within one part is still its sorted paths
     for path in sorted(nodes):
-        h.update(f"group|{path}|".encode())
+        if path == "/" and not whole:
+            continue
         ds = nodes[path].to_dataset(inherit=False)
-        if path.count("/") == 1 and path != "/":  # "/<part>"
-            hp = hashlib.sha256()
-            _update_checksum((h, hp), ds, block_bytes, progress)
-            parts[path[1:]] = hp.hexdigest()
-        else:
-            _update_checksum((h,), ds, block_bytes, progress)
-    return h.hexdigest(), dict(sorted(parts.items()))
+        part, _, rest = path[1:].partition("/")
+        targets = [] if h is None else [h]
+        if h is not None:
+            h.update(f"group|{path}|".encode())
+        if part:
+            hp = hashers.setdefault(part, hashlib.sha256())
+            if rest:  # the part's own group adds no marker, so that flat parts keep their digests
+                hp.update(f"group|{rest}|".encode())
+            targets.append(hp)
+        _update_checksum(tuple(targets), ds, block_bytes, progress)
+    parts = {name: hp.hexdigest() for name, hp in sorted(hashers.items())}
+    return (h.hexdigest() if h is not None else None), parts
 
 
 def _nbytes(datasets) -> int:

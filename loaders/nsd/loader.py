@@ -169,22 +169,28 @@ def loader() -> NsdAlgonautsLoader:
 
 
 def store_path(version: str | None = None) -> Path:
-    """Path of the prepared store (it may not exist yet)."""
+    """Local path of the prepared store (it may not exist yet); a remote cache has none: see :func:`store_location`."""
     return loader().store_path(version)
+
+
+def store_location(version: str | None = None):
+    """Where the store is (or would be): a :class:`~neuroharness.loaders.location.StoreLocation`,
+    local or below a remote ``$NEUROHARNESS_HOME``."""
+    return loader().store_location(version)
 
 
 def subjects(version: str | None = None) -> list[str]:
     """Subjects held by the prepared store (read from its metadata)."""
-    return list(root_attrs(loader().ensure(version)).get("subjects", []))
+    return list(root_attrs(loader().locate(version)).get("subjects", []))
 
 
 def open_subject(subject: str, version: str | None = None, source: os.PathLike | str | None = None) -> xr.Dataset:
     """One subject's group of the store as a lazy ``xarray.Dataset`` (preparing the store from ``source`` if needed)."""
-    path = loader().ensure(version, source)
+    path = loader().locate(version, source)
     held = list(root_attrs(path).get("subjects", []))
     if subject not in held:
         raise NeuroharnessError(
             f"subject {subject!r} is not in the prepared nsd-algonauts2023 store {path}, which holds "
             f"{', '.join(held) or 'no subject'}; rebuild it with the subjects you need: neuroharness datasets prepare "
             f"nsd-algonauts2023 --source DIR --only {' '.join(sorted(set(held) | {subject}))} --force")
-    return xr.open_zarr(path, group=subject, consolidated=True, chunks={})
+    return path.open_dataset(group=subject, chunks={})

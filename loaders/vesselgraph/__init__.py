@@ -44,7 +44,7 @@ from neuroharness.registry import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(("DEFAULT_GRAPH", "VesselGraphLoader", "content_sha256", "part_sha256", "graph_index",
                      "local_files", "loader", "missing_graph_message", "open_graph", "open_vesselgraph",
-                     "store_path"), ".loader"),
+                     "store_location", "store_path"), ".loader"),
     "ENV_MIRROR": ".download", "download_graphs": ".download",
     "ENV_TABLE": ".table", "graph_table": ".table", "graph_order": ".table",
     "to_pyg": ".pyg",
@@ -66,6 +66,7 @@ __all__ = [
     "open_graph",
     "open_vesselgraph",
     "part_sha256",
+    "store_location",
     "store_path",
     "to_pyg",
 ]

@@ -89,8 +89,23 @@ def loader() -> VesselGraphLoader:
 
 
 def store_path(version: str | None = None) -> Path:
-    """Path of the prepared store (it may not exist yet)."""
+    """Local path of the prepared store (it may not exist yet); a remote cache has none: see :func:`store_location`."""
     return loader().store_path(version)
+
+
+def store_location(version: str | None = None):
+    """Where the store is (or would be): a :class:`~neuroharness.loaders.location.StoreLocation`,
+    local or below a remote ``$NEUROHARNESS_HOME``."""
+    return loader().store_location(version)
+
+
+def _prepare_graph_if_missing(ld, graph: str, version: str | None):
+    """The store's location; with no store yet, prepare one holding only ``graph`` (a remote cache,
+    read-only, says so instead)."""
+    location = ld.store_location(version)
+    if not location.exists() and (version is None or version == ld.version):
+        ld.prepare(only=[graph])
+    return location
 
 
 def graph_index(tree: xr.DataTree) -> pd.DataFrame:
@@ -106,7 +121,7 @@ def graph_index(tree: xr.DataTree) -> pd.DataFrame:
     })
 
 
-def missing_graph_message(graph: str, tree: xr.DataTree, path: Path) -> str:
+def missing_graph_message(graph: str, tree: xr.DataTree, path) -> str:
     """Why ``graph`` cannot be opened, and the command that prepares a store holding it."""
     held = list(graph_index(tree)["graph"])
     source = tree.attrs.get("source_argument")
@@ -127,9 +142,7 @@ def open_graph(graph: str, version: str | None = None) -> xr.Dataset:
     that adds it.
     """
     ld = loader()
-    path = ld.store_path(version)
-    if not path.exists() and (version is None or version == ld.version):
-        ld.prepare(only=[graph])
+    path = _prepare_graph_if_missing(ld, graph, version)
     tree = ld.open(version)
     if graph not in tree.children:
         raise NeuroharnessError(missing_graph_message(graph, tree, path))
@@ -151,9 +164,7 @@ def part_sha256(graph: str, version: str | None = None) -> str:
     the graphs it holds and the command that adds it. Read from the store's ``parts_sha256`` attribute
     (computed from the data for stores prepared before that attribute existed)."""
     ld = loader()
-    path = ld.store_path(version)
-    if not path.exists() and (version is None or version == ld.version):
-        ld.prepare(only=[graph])
+    path = _prepare_graph_if_missing(ld, graph, version)
     checksums = ld.part_checksums(version)
     if graph not in checksums:
         raise NeuroharnessError(missing_graph_message(graph, ld.open(version), path))

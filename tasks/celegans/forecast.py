@@ -373,7 +373,7 @@ class CelegansForecast(Task):
         from neuroharness.loaders import get_loader, open_dataset
 
         activity, connectome = self.card.datasets
-        store = RaggedActivity(get_loader(activity.name).ensure(activity.version))
+        store = RaggedActivity(get_loader(activity.name).locate(activity.version))
         splits = build_splits(store)
         check_protocols(store, splits)
         return ForecastData(store, splits, open_dataset(connectome.name, connectome.version).load())

@@ -25,16 +25,20 @@ import zarr
 
 
 class RaggedActivity:
-    """Per-worm reads from a ``celegans-activity`` store at ``path``."""
+    """Per-worm reads from a ``celegans-activity`` store at ``path``: a local folder, an fsspec URL or a
+    :class:`~neuroharness.loaders.location.StoreLocation` (``path`` keeps it as a str)."""
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
+    def __init__(self, path):
+        from neuroharness.loaders.location import StoreLocation
+
+        self.location = StoreLocation(path)
+        self.path = str(self.location)
         self._open()
 
     def _open(self):
-        g = zarr.open_group(self.path, mode="r", zarr_format=2)
+        g = zarr.open_group(self.location.zarr_store(), mode="r", zarr_format=2)
         self._calcium = g["calcium"]
-        self._chunks = _ChunkReader.for_array(Path(self.path) / "calcium")
+        self._chunks = _ChunkReader.for_array(self.location / "calcium")
         self.start = g["worm_start"][:]
         self.length = g["row_size"][:]
         self.labeled = g["labeled"][:]
@@ -43,10 +47,11 @@ class RaggedActivity:
         self.n_neurons = self._calcium.shape[1]
 
     def __getstate__(self):  # reopen in each DataLoader worker instead of pickling zarr handles
-        return {"path": self.path}
+        return {"location": self.location}
 
     def __setstate__(self, state):
-        self.path = state["path"]
+        self.location = state["location"]
+        self.path = str(self.location)
         self._open()
 
     def __len__(self) -> int:
@@ -69,29 +74,32 @@ class _ChunkReader:
     decompressing the one to three chunks a worm spans; this plain reader
     makes a worm read about 1 ms. It is used only for the layout the
     activity loader writes (C order, '.' separator, one chunk across
-    columns, Blosc, no filters); anything else goes through zarr.
+    columns, Blosc, no filters); anything else goes through zarr. Chunk
+    files are read through the array's location (a local folder or a URL).
     """
 
-    def __init__(self, path: Path, meta: dict):
+    def __init__(self, location, meta: dict):
         import numcodecs
 
-        self.path, self.rows_per_chunk = path, meta["chunks"][0]
+        self.location, self.rows_per_chunk = location, meta["chunks"][0]
         self.shape, self.dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
         self.codec = numcodecs.get_codec(meta["compressor"])
         self.fill = np.nan if meta["fill_value"] in ("NaN", None) else meta["fill_value"]
 
     @classmethod
-    def for_array(cls, path: Path) -> "_ChunkReader | None":
+    def for_array(cls, location) -> "_ChunkReader | None":
         import json
 
+        from neuroharness.errors import NeuroharnessError
+
         try:
-            meta = json.loads((path / ".zarray").read_text())
-        except (OSError, ValueError):
+            meta = json.loads(location.read_bytes(".zarray"))
+        except (OSError, ValueError, NeuroharnessError):
             return None
         simple = (meta.get("order") == "C" and not meta.get("filters") and meta.get("dimension_separator", ".") == "."
                   and len(meta["shape"]) == 2 and meta["chunks"][1] == meta["shape"][1]
                   and (meta.get("compressor") or {}).get("id") == "blosc")
-        return cls(path, meta) if simple else None
+        return cls(location, meta) if simple else None
 
     def rows(self, lo: int, hi: int) -> np.ndarray:
         out = np.empty((hi - lo, self.shape[1]), dtype=self.dtype)
@@ -99,7 +107,7 @@ class _ChunkReader:
         for c in range(lo // step, (hi - 1) // step + 1):
             c0 = c * step
             try:
-                raw = (self.path / f"{c}.0").read_bytes()
+                raw = self.location.read_bytes(f"{c}.0")
                 block = np.frombuffer(self.codec.decode(raw), dtype=self.dtype).reshape(-1, self.shape[1])
             except FileNotFoundError:  # a chunk never written holds the fill value
                 block = np.full((min(step, self.shape[0] - c0), self.shape[1]), self.fill, dtype=self.dtype)

@@ -173,11 +173,15 @@ class NsdFitted:
 
 
 def _read_subject(path, subject: str, split: str) -> SubjectData:
+    """Group ``subject`` of the store at ``path`` (a local path, a URL or a ``StoreLocation``)."""
     import xarray as xr
+
+    from neuroharness.loaders.location import as_location
 
     # chunks=None: lazily indexed arrays read by zarr (no dask graph of one task per image); cache=False: a
     # DataArray that was read once does not keep its values (the training images of a subject are ~5 GB)
-    ds = xr.open_dataset(str(path), engine="zarr", group=subject, consolidated=True, chunks=None, cache=False)
+    ds = xr.open_dataset(as_location(path).zarr_store(), engine="zarr", group=subject, consolidated=True,
+                         chunks=None, cache=False)
     for v in ("nsd_id", "split", "split_row", "hemisphere", "fmri", "images"):
         if v not in ds.variables:
             raise NeuroharnessError(f"{path}: group {subject} lacks variable {v!r}; expected a store written by "
@@ -347,7 +351,7 @@ class NsdEncoding(Task):
     def _missing_subjects(self, missing, held, wanted) -> str:
         from neuroharness.loaders import get_loader
 
-        path = get_loader(DATASET.name).store_path(DATASET.version)
+        path = get_loader(DATASET.name).store_location(DATASET.version)
         needed = " ".join(sorted(set(held) | set(wanted)))
         return (f"task nsd-encoding: the prepared nsd-algonauts2023 store {path} holds "
                 f"{', '.join(held) or 'no subject'}, not {', '.join(missing)}; prepare it with the subjects needed: "
@@ -356,11 +360,10 @@ class NsdEncoding(Task):
     def load(self, options) -> NsdData:
         """Open the subjects' groups (preparing the store if needed), build the split and check it."""
         from neuroharness.loaders import get_loader
-        from neuroharness.loaders.base import root_attrs
 
-        path = get_loader(DATASET.name).ensure(DATASET.version)
+        path = get_loader(DATASET.name).locate(DATASET.version)  # prepares a store missing from a local cache
         subjects = self._subjects(options)
-        held = list(root_attrs(path).get("subjects") or [p.name for p in Path(path).iterdir() if p.name in SUBJECTS])
+        held = list(path.read_attrs().get("subjects") or [g for g in path.groups() if g in SUBJECTS])
         missing = [s for s in subjects if s not in held]
         if missing:
             raise NeuroharnessError(self._missing_subjects(missing, held, subjects))

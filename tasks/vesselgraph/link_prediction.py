@@ -192,8 +192,8 @@ def save_split(split: LinkSplit, path: Path) -> Path:
     return Path(path)
 
 
-def load_split(path: Path) -> LinkSplit:
-    """Read a split written by :func:`save_split`."""
+def load_split(path) -> LinkSplit:
+    """Read a split written by :func:`save_split` (a path or a binary file object)."""
     with np.load(path, allow_pickle=False) as z:
         def pairs(name, keys):
             return {k: z[f"{name}_{k}"].astype(np.int64) for k in keys}
@@ -204,13 +204,47 @@ def load_split(path: Path) -> LinkSplit:
                          int(z["n_csv_nodes"]))
 
 
+def split_cache_key(graph: str, checksum: str) -> str:
+    """The split cache file of ``graph`` with content checksum ``checksum`` (the graph's own, not the
+    store's) relative to the cache root; keyed by the task version too."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in graph)
+    return f"splits/{TASK}/{safe}__v{VERSION}__{checksum}.npz"
+
+
 def split_cache_path(graph: str, checksum: str) -> Path:
-    """Where the split of ``graph`` with content checksum ``checksum`` (the graph's own, not the store's) is
-    cached; keyed by the task version too."""
+    """Where the split of ``graph`` with content checksum ``checksum`` is cached in the local cache."""
     from neuroharness.loaders import cache
 
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in graph)
-    return cache.home() / "splits" / TASK / f"{safe}__v{VERSION}__{checksum}.npz"
+    return cache.home() / split_cache_key(graph, checksum)
+
+
+def _remote_cached_split(graph: str, checksum: str) -> LinkSplit | None:
+    """The split published in a remote (read-only) cache with its stores (``splits/`` uploaded too), or None."""
+    import io
+
+    from neuroharness.loaders import cache
+    from neuroharness.loaders.location import StoreLocation
+
+    key = split_cache_key(graph, checksum)
+    try:
+        data = StoreLocation(cache.home_url()).read_bytes(key)
+    except FileNotFoundError:
+        return None
+    split = load_split(io.BytesIO(data))
+    return split if (split.graph, split.checksum) == (graph, checksum) else None
+
+
+def _build_split(graph: str, checksum: str, where: str) -> LinkSplit:
+    from neuroharness.loaders.vesselgraph import open_graph
+    from neuroharness.progress import status
+
+    status(f"[{TASK}] building the split of graph {graph} ({where})")
+    ds = open_graph(graph)
+    if "distance" not in ds.variables:
+        raise NeuroharnessError(f"graph {graph} of the vesselgraph store has no variable 'distance'; "
+                                f"{TASK} needs it for the spatial negatives' cube size")
+    return build_split(np.asarray(ds["edge_index"].values), np.asarray(ds["pos"].values),
+                       np.asarray(ds["distance"].values), graph=graph, checksum=checksum)
 
 
 # -- submissions ---------------------------------------------------------------------------------------
@@ -248,11 +282,17 @@ class VesselGraphLinkPrediction(Task):
         return f"graph {data.graph}: {data.num_nodes} non-isolated nodes, {sum(map(len, data.pos_pairs.values()))} edges"
 
     def load(self, options) -> LinkSplit:
-        """The split of graph ``options["graph"]``: from the split cache, else built (and cached)."""
+        """The split of graph ``options["graph"]``: from the split cache, else built (and cached).
+
+        A remote cache (``$NEUROHARNESS_HOME`` is a URL) is read-only: the split is read from its
+        ``splits/`` folder if it was uploaded with the stores, else built in memory for this process."""
         from neuroharness.loaders import cache
 
         graph = options["graph"]
         checksum = part_sha256(graph)
+        if cache.home_url() is not None:
+            split = _remote_cached_split(graph, checksum)
+            return split if split is not None else _build_split(graph, checksum, "not cached: the cache is remote")
         path = split_cache_path(graph, checksum)
         # a finished split is read without the lock (save_split writes atomically), so a read-only cache serves it
         split = load_split(path) if path.exists() else None
@@ -261,16 +301,7 @@ class VesselGraphLinkPrediction(Task):
         with cache.writable(), cache.lock(f"{TASK}-{graph}"):
             split = load_split(path) if path.exists() else None
             if split is None or (split.graph, split.checksum) != (graph, checksum):
-                from neuroharness.loaders.vesselgraph import open_graph
-                from neuroharness.progress import status
-
-                status(f"[{TASK}] building the split of graph {graph} (cached in {path})")
-                ds = open_graph(graph)
-                if "distance" not in ds.variables:
-                    raise NeuroharnessError(f"graph {graph} of the vesselgraph store has no variable 'distance'; "
-                                            f"{TASK} needs it for the spatial negatives' cube size")
-                split = build_split(np.asarray(ds["edge_index"].values), np.asarray(ds["pos"].values),
-                                    np.asarray(ds["distance"].values), graph=graph, checksum=checksum)
+                split = _build_split(graph, checksum, f"cached in {path}")
                 save_split(split, path)
         return split
 
