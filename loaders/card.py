@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass, field
 
 NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+#: what ``DatasetCard.redistribution`` starts with
+REDISTRIBUTION = ("allowed", "forbidden", "unknown")
 
 
 class DatasetCardError(ValueError):
@@ -30,6 +32,10 @@ class DatasetCard:
     or ``""`` for a dataset that is prepared whole. ``offline`` tells a user whose
     machine cannot reach the source how to prepare it anyway (``--source``, mirror
     variables, fixture generators); download errors end with it.
+
+    ``redistribution`` says whether a prepared store may be republished (``datasets
+    publish``): ``"allowed: <why>"``, ``"forbidden: <why>"`` or ``"unknown: <why>"``
+    (the default ``"unknown"``: a card that does not say is never published).
     """
 
     name: str
@@ -42,6 +48,7 @@ class DatasetCard:
     parts: str = ""
     loader: str = field(kw_only=True)
     offline: str = field(kw_only=True)
+    redistribution: str = field(default="unknown", kw_only=True)
 
     def __post_init__(self):
         for key in ("name", "version", "title", "description", "license", "citation", "loader", "offline"):
@@ -54,10 +61,26 @@ class DatasetCard:
         if not NAME.fullmatch(self.name):
             raise DatasetCardError(f"dataset card {self.name!r}: field 'name' is {self.name!r}, expected lower-case "
                                    "letters, digits and '-' (e.g. 'celegans-connectome')")
+        status, sep, reason = str(self.redistribution).partition(":")
+        if (not isinstance(self.redistribution, str) or status not in REDISTRIBUTION
+                or (sep and not reason.strip()) or (status == "forbidden" and not sep)):
+            raise DatasetCardError(f"dataset card {self.name!r}: field 'redistribution' is {self.redistribution!r}, "
+                                   "expected 'allowed: <why>', 'forbidden: <why>' or 'unknown: <why>' (the reason "
+                                   "names the licence)")
         module, sep, attr = self.loader.partition(":")
         if not sep or not module or not attr:
             raise DatasetCardError(f"dataset card {self.name!r}: field 'loader' is {self.loader!r}, expected an import "
                                    "string 'package.module:Class'")
+
+    @property
+    def redistribution_status(self) -> str:
+        """``"allowed"``, ``"forbidden"`` or ``"unknown"``: the first word of :attr:`redistribution`."""
+        return self.redistribution.partition(":")[0]
+
+    @property
+    def redistribution_reason(self) -> str:
+        """Why (the text after ``"<status>:"`` in :attr:`redistribution`; ``""`` if none is given)."""
+        return self.redistribution.partition(":")[2].strip()
 
     def to_dict(self) -> dict[str, str]:
         """The card as a plain dict (description with its whitespace collapsed), for printing and JSON."""

@@ -34,6 +34,8 @@ CONNECTOME = DatasetCard(
     ),
     homepage="https://github.com/openworm/ConnectomeToolbox",
     loader="neuroharness.loaders.celegans.connectome:CelegansConnectome",
+    redistribution=("allowed: the annotations are redistributed in the MIT-licensed cect 0.3.5 wheel (OpenWorm) "
+                    "that the store is built from; cite each publication"),
     offline=("the annotations ship in the cect 0.3.5 wheel on PyPI: install it (pip install --no-deps cect==0.3.5; it is read in place) or pass --source with the wheel file or a folder of its data files. A consensus connectome CSV works too: python scripts/make_celegans_consensus_fixture.py --out DIR writes synthetic ones in the published layout, then --source DIR/<file>.csv"),
 )
 
@@ -51,6 +53,8 @@ FUNATLAS = DatasetCard(
               "Nature 623:406-414, doi:10.1038/s41586-023-06683-4"),
     homepage="https://github.com/leiferlab/wormneuroatlas",
     loader="neuroharness.loaders.celegans.funatlas:CelegansFunatlas",
+    redistribution=("allowed: the atlas ships in the wormneuroatlas 0.0.7.3 wheel under GPL-3.0-or-later, which "
+                    "permits redistribution under the same licence; cite Randi et al. 2023"),
     offline=("the atlas ships in the wormneuroatlas 0.0.7.3 wheel on PyPI: install it (pip install --no-deps wormneuroatlas==0.0.7.3; it is read in place) or pass --source with the wheel, a folder of its data files, or its funatlas.h5"),
 )
 
@@ -69,6 +73,8 @@ ACTIVITY = DatasetCard(
               "Flavell/Atanas 2023, Venkatachalam 2024)"),
     homepage="https://huggingface.co/datasets/qsimeon/celegans_neural_data",
     loader="neuroharness.loaders.celegans.activity:CelegansActivity",
+    redistribution=("allowed: MIT (the Hugging Face dataset card of qsimeon/celegans_neural_data) permits "
+                    "redistribution with the licence notice; cite each source study"),
     offline=("pass --source with a folder holding the collection's parquet files, or set $HF_ENDPOINT to a HuggingFace Hub mirror; python scripts/make_celegans_activity_fixture.py --out DIR writes synthetic worms in the same layout (then --source DIR)"),
 )
 

@@ -27,6 +27,7 @@ NSZED = DatasetCard(
     homepage="https://arxiv.org/abs/2311.18484",
     parts="recording",
     loader="neuroharness.loaders.eeg.loader:NszedLoader",
+    redistribution="unknown: the licence of NSzED is not yet verified",
     offline=("no public download URL of NSzED is confirmed, so nothing is downloaded: pass --source DIR with your "
              "copy (recordings in any format MNE reads plus its metadata table) and, if its layout differs from "
              "loaders/eeg/layouts/nszed.toml, --layout FILE. A synthetic stand-in in the same layout: "
@@ -54,6 +55,7 @@ REPOD = DatasetCard(
     homepage="https://doi.org/10.18150/repod.0107441",
     parts="recording",
     loader="neuroharness.loaders.eeg.loader:RepodLoader",
+    redistribution="unknown: the licence of the RepOD record doi:10.18150/repod.0107441 is not yet verified",
     offline=("without --source the EDF files are downloaded from RepOD's Dataverse API (https://repod.icm.edu.pl, "
              "dataset doi:10.18150/repod.0107441, each checked against its published md5 and size); "
              "NEUROHARNESS_REPOD_URL (or an http(s) --source) names a mirror answering the same API. Offline: "

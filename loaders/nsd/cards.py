@@ -28,6 +28,8 @@ NSD = DatasetCard(
     homepage="https://naturalscenesdataset.org",
     parts="subject",
     loader="neuroharness.loaders.nsd.loader:NsdAlgonautsLoader",
+    redistribution=("forbidden: the NSD Terms and Conditions do not allow redistributing NSD data; every user "
+                    "prepares it from a copy obtained under the NSD Data Access Agreement"),
     offline=("NSD may not be redistributed, so nothing is downloaded for you: accept the NSD Data Access Agreement "
              "(linked from the NSD manual, https://cvnlab.slite.page), then pass --source with the Algonauts 2023 "
              "challenge release (a folder of subj01..subj08, or one subjXX folder; the Google form is linked from "

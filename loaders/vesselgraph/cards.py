@@ -21,6 +21,8 @@ VESSELGRAPH = DatasetCard(
     homepage="https://github.com/jocpae/VesselGraph",
     parts="graph",
     loader="neuroharness.loaders.vesselgraph.loader:VesselGraphLoader",
+    redistribution=("allowed: CC BY-NC 4.0 permits redistribution for non-commercial use with attribution "
+                    "(cite Paetzold et al. 2021)"),
     offline=("pass --source with a local copy (a folder or zip of <graph>_nodes_processed.csv / _edges_processed.csv files), or set $NEUROHARNESS_VESSELGRAPH_MIRROR to a folder URL holding the graph zips; python scripts/make_vesselgraph_fixture.py DIR writes synthetic graphs in the release layout (then --source DIR)"),
 )
 
