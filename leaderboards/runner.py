@@ -100,7 +100,7 @@ def _finished(path: Path, task, datasets: list[dict], split_sha256: str, hyper: 
 
 def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "results",
         options: Mapping[str, str] | None = None, hyperparameters: Mapping[str, Any] | None = None,
-        force: bool = False) -> list[Path]:
+        force: bool = False, scheduler: str | None = None) -> list[Path]:
     """Fit and score ``model_name`` on ``task_name`` once per seed; return record paths.
 
     ``model_name`` is a model of the card, an installed plugin model (entry
@@ -113,44 +113,77 @@ def run(task_name: str, model_name: str, seeds=None, out_dir: os.PathLike = "res
     A rerun resumes: a seed whose record is already in ``out_dir``, valid and made
     with the same task version, dataset checksums, split and hyperparameters is kept,
     not recomputed, unless ``force``. Temporary files of its records that a killed
-    run left (``.<record>.tmp-*``) are deleted.
+    run left (``.<record>.tmp-*``) are deleted. ``scheduler``: see :func:`run_models`.
     """
+    return run_models(task_name, [model_name], seeds, out_dir, options=options, hyperparameters=hyperparameters,
+                      force=force, scheduler=scheduler)
+
+
+def run_models(task_name: str, model_names: list[str], seeds=None, out_dir: os.PathLike = "results",
+               options: Mapping[str, str] | None = None, hyperparameters: Mapping[str, Any] | None = None,
+               force: bool = False, scheduler: str | None = None) -> list[Path]:
+    """:func:`run` for several models; record paths in (model, seed) order.
+
+    ``scheduler`` (a dask.distributed address; ``None`` reads ``$NEUROHARNESS_DASK_SCHEDULER``, where empty
+    means in-process): every (model, seed) run still to do is one task on that cluster, computed by a worker
+    (the record's ``environment`` is the worker's) and written here as it arrives. The stores are prepared
+    here first, so workers only read them."""
+    from neuroharness import cluster
     from neuroharness.loaders.io import remove_abandoned_temps
     from neuroharness.tasks import get_task
+    from neuroharness.tasks.model_utils import describe
 
     started = time.time()  # temporary record files older than this were abandoned by a killed run
+    address = cluster.scheduler_address(scheduler)
     task = get_task(task_name)
-    built = task.build_model(model_name, hyperparameters)  # fail on a bad name or a failing factory before any work
     options = task.resolve_options(options)
     seeds = list(task.card.seeds if seeds is None else seeds)
-    env = environment()
-    paths = []
-    existing = {}
-    if not force:
-        existing = {seed: Path(out_dir) / record_filename(task_name, model_name, seed, options) for seed in seeds}
-        existing = {seed: p for seed, p in existing.items() if p.is_file()}
-    if existing:
-        from neuroharness.tasks.model_utils import describe
-
-        datasets, split = dataset_entries(task, options), task.split_sha256(options)
-    for seed in seeds:
-        if seed in existing:
-            why = _finished(existing[seed], task, datasets, split, describe(built))
-            if why is None:
-                status(f"[{task_name}] {model_name} seed {seed}: kept {existing[seed]} (finished before; --force reruns it)")
-                paths.append(existing[seed])
-                remove_abandoned_temps(existing[seed], started)
-                continue
-            status(f"[{task_name}] {model_name} seed {seed}: rerunning, {existing[seed].name} was {why}")
-        t0 = time.perf_counter()
-        result = task.run_model(model_name, seed, options=options, hyperparameters=hyperparameters)
-        wall = time.perf_counter() - t0
-        record = make_record(task, model_name, seed, options, result, wall, env)
-        paths.append(write_record(record, out_dir))
-        remove_abandoned_temps(paths[-1], started)
+    datasets = split = None
+    paths: dict[tuple[str, int], Path] = {}
+    pending: list[tuple[str, int]] = []
+    for model_name in model_names:
+        built = task.build_model(model_name, hyperparameters)  # a bad name or failing factory fails before any work
+        for seed in seeds:
+            path = Path(out_dir) / record_filename(task_name, model_name, seed, options)
+            if not force and path.is_file():
+                if datasets is None:
+                    datasets, split = dataset_entries(task, options), task.split_sha256(options)
+                why = _finished(path, task, datasets, split, describe(built))
+                if why is None:
+                    status(f"[{task_name}] {model_name} seed {seed}: kept {path} (finished before; --force reruns it)")
+                    paths[(model_name, seed)] = path
+                    remove_abandoned_temps(path, started)
+                    continue
+                status(f"[{task_name}] {model_name} seed {seed}: rerunning, {path.name} was {why}")
+            pending.append((model_name, seed))
+    if pending and address is not None:
+        dataset_entries(task, options)  # prepares missing stores here, once, not on every worker at the same time
+        status(f"[{task_name}] {len(pending)} run(s) {cluster.describe(address)}")
+        env = None
+    else:
+        env = environment()
+    parts = [(task_name, m, seed, dict(options), dict(hyperparameters or {}) or None, env) for m, seed in pending]
+    for i, (record, wall) in cluster.run_parts(_run_one, parts, address):
+        model_name, seed = pending[i]
+        path = write_record(record, out_dir)
+        paths[(model_name, seed)] = path
+        remove_abandoned_temps(path, started)
         status(f"[{task_name}] {model_name} seed {seed}: {task.card.main_metric} = "
-               f"{result.metrics['main_score']:.4f} ({wall:.1f} s)")
-    return paths
+               f"{record['metrics']['main_score']:.4f} ({wall:.1f} s)")
+    return [paths[(m, seed)] for m in model_names for seed in seeds]
+
+
+def _run_one(task_name: str, model_name: str, seed: int, options: dict, hyperparameters: dict | None,
+             env: dict | None) -> tuple[dict, float]:
+    """One (model, seed) run: the record (not yet written) and its wall time (s). Module-level, so dask workers
+    can import it; ``env`` None: the environment of the process that runs it."""
+    from neuroharness.tasks import get_task
+
+    task = get_task(task_name)
+    t0 = time.perf_counter()
+    result = task.run_model(model_name, seed, options=options, hyperparameters=hyperparameters)
+    wall = time.perf_counter() - t0
+    return make_record(task, model_name, seed, options, result, wall, env if env is not None else environment()), wall
 
 
 def predictions_sha256(path: os.PathLike) -> str:
