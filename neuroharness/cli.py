@@ -182,11 +182,11 @@ def _fill(key: str, value, width: int) -> str:
 def cmd_datasets_list(args) -> int:
     """Registered datasets, from their cards and the cache layout (no numpy/xarray import)."""
     from neuroharness.loaders import get_card, list_datasets
-    from neuroharness.loaders.cache import store_path
+    from neuroharness.loaders.cache import store_location
 
     for name in list_datasets():
         card = get_card(name)
-        state = "prepared" if store_path(name, card.version).exists() else "not prepared"
+        state = "prepared" if store_location(name, card.version).exists() else "not prepared"
         print(f"{name:<24} v{card.version:<5} {state:<13} {card.title}")
     return 0
 
@@ -199,11 +199,13 @@ def cmd_datasets_info(args) -> int:
         info = card.to_dict()
         for key in ("name", "version", "title", "description", "license", "citation", "homepage", "offline"):
             print(_fill(key, info[key], 12))
+        print(_fill("sharing", info["redistribution"], 12))  # the card's redistribution field
         loader = get_loader(card.name)
-        path = loader.store_path()
-        hint = "" if path.exists() else f" (not prepared: run neuroharness datasets prepare {card.name})"
-        print(f"{'store:':<12} {path}{hint}")
-        if path.exists():
+        location = loader.store_location()
+        exists = location.exists()
+        hint = "" if exists else f" (not prepared: run neuroharness datasets prepare {card.name})"
+        print(f"{'store:':<12} {location}{hint}")
+        if exists:
             ds = loader.open()
             print(f"{'source:':<12} {ds.attrs.get('source')}")
             print(f"{'sha256:':<12} {ds.attrs.get('content_sha256')}")
@@ -215,6 +217,8 @@ def cmd_datasets_info(args) -> int:
 
 def cmd_datasets_prepare(args) -> int:
     cards = [_dataset_card(name) for name in args.names]
+    if getattr(args, "from_hub", None) is not None:
+        return _datasets_prepare_from_hub(cards, args)
     for flag, value in (("--source", args.source), ("--only", args.only), ("--layout", args.layout)):
         if value and len(cards) > 1:
             raise UsageError(f"{flag} applies to one dataset; got {len(cards)}: {', '.join(args.names)}")
@@ -328,12 +332,12 @@ def cmd_run(args) -> int:
 
     for m in models:  # every factory imports and builds before any record is written
         build(resolve(card, m), card.name, hyperparameters)
-    from neuroharness.leaderboards.runner import run
+    from neuroharness.cluster import scheduler_address
+    from neuroharness.leaderboards.runner import run_models
 
-    for m in models:
-        for p in run(card.name, m, seeds, out, options=options, hyperparameters=hyperparameters or None,
-                     force=args.force):
-            print(p)
+    for p in run_models(card.name, models, seeds, out, options=options, hyperparameters=hyperparameters or None,
+                        force=args.force, scheduler=scheduler_address(args.dask_scheduler)):
+        print(p)
     return 0
 
 
@@ -450,6 +454,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
+    if args.task == "publish":
+        return cmd_leaderboard_publish(args)
+    _check_not_publish(args)
     if args.all and args.task:
         raise UsageError("give a TASK or --all, not both")
     if not args.all and not args.task:
@@ -462,7 +469,7 @@ def cmd_leaderboard(args) -> int:
     options = _task_options(card, args) if card else {}
     if args.only_results and not args.results:
         raise UsageError("--only-results shows the records of --results DIR alone; give --results DIR")
-    results = _existing(args.results, "--results: the folder of records") if args.results else None
+    results = _results_folder(args.results, card) if args.results else None
     if args.html:
         _output_dir(args.html, "--html", "the site")
     from neuroharness.errors import DataFormatError
@@ -504,6 +511,96 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+# -- the Hugging Face Hub ------------------------------------------------------------------
+def cmd_datasets_publish(args) -> int:
+    card = _dataset_card(args.name)
+    from neuroharness.loaders.hub import parse_repo, publish_store
+
+    parse_repo(args.repo, "--repo", revision=False)
+    published = publish_store(card.name, args.repo, revision=args.revision, private=args.private)
+    print("\n".join(published.lines()))
+    print(f"install it elsewhere: neuroharness datasets prepare {card.name} --from-hub "
+          f"{published.repo_id}@{published.commit}")
+    return 0
+
+
+def _datasets_prepare_from_hub(cards, args) -> int:
+    if len(cards) > 1:
+        raise UsageError(f"--from-hub applies to one dataset; got {len(cards)}: {', '.join(args.names)}")
+    for flag, value in (("--source", args.source), ("--only", args.only), ("--layout", args.layout),
+                        ("--strict", args.strict)):
+        if value:
+            raise UsageError(f"--from-hub installs the store as it was published; {flag} applies to building it "
+                             "from a source (leave out --from-hub)")
+    from neuroharness.loaders.hub import parse_repo, prepare_from_hub
+
+    parse_repo(args.from_hub, "--from-hub")
+    print(prepare_from_hub(cards[0].name, args.from_hub, force=args.force))
+    return 0
+
+
+def _check_not_publish(args) -> None:
+    """Flags and the second TASK of `leaderboard publish TASK` given to a plain `leaderboard` are usage errors."""
+    if args.publish_task is not None:
+        raise UsageError(f"unexpected argument {args.publish_task!r}: give one TASK (or `leaderboard publish TASK "
+                         "--repo ORG/NAME --results DIR` to upload records)")
+    for flag, value in (("--repo", args.repo), ("--revision", args.revision), ("--private", args.private)):
+        if value:
+            raise UsageError(f"{flag} applies to `leaderboard publish TASK --repo ORG/NAME --results DIR`")
+
+
+def _results_folder(results: str, card) -> Path:
+    """The folder of ``--results``: a local folder, or the records at ``hf://datasets/ORG/NAME[@REV][/PATH]``
+    downloaded at the commit the revision resolves to."""
+    from neuroharness.leaderboards.hub import fetch_results, is_hub_url
+
+    if is_hub_url(results):
+        from neuroharness.loaders.hub import parse_repo
+
+        parse_repo(results, "--results", path=True)
+        return fetch_results(results, card.name if card is not None else None)
+    return _existing(results, "--results: the folder of records")
+
+
+def cmd_leaderboard_publish(args) -> int:
+    if not args.publish_task:
+        raise UsageError("leaderboard publish TASK --repo ORG/NAME --results DIR: give the TASK")
+    card = _task_card(args.publish_task)
+    if not args.repo:
+        raise UsageError("leaderboard publish: give --repo ORG/NAME, the Hugging Face dataset repository to upload to")
+    if not args.results:
+        raise UsageError("leaderboard publish: give --results DIR, the folder of records to upload")
+    for flag, value in (("--all", args.all), ("--html", args.html), ("--only-results", args.only_results),
+                        ("--option", args.option)):
+        if value:
+            raise UsageError(f"{flag} does not apply to `leaderboard publish` (it uploads every record of TASK in DIR)")
+    from neuroharness.leaderboards.hub import is_hub_url, publish_results
+    from neuroharness.loaders.hub import parse_repo
+
+    if is_hub_url(args.results):
+        raise UsageError(f"--results {args.results}: publish uploads a local folder of records")
+    parse_repo(args.repo, "--repo", revision=False)
+    folder = _existing(args.results, "--results: the folder of records")
+    published = publish_results(card.name, args.repo, folder, revision=args.revision, private=args.private)
+    print("\n".join(published.lines()))
+    print(f"rank them: neuroharness leaderboard {card.name} --results "
+          f"hf://datasets/{published.repo_id}@{published.commit}")
+    return 0
+
+
+# -- Hugging Face `datasets` export ----------------------------------------------------------
+def cmd_datasets_export(args) -> int:
+    """A prepared store, or a task's split tables, as Hugging Face ``datasets`` saved in DIR
+    (:mod:`neuroharness.loaders.hf_export`)."""
+    options = _key_values(args.option, "--option", "graph=BALBc_no1")
+    out = _output_dir(args.dir, "DIR", "the exported dataset")
+    from neuroharness.loaders.hf_export import export
+
+    print("\n".join(export(args.name, out, format=args.format, parts=args.part, options=options,
+                           force=args.force).lines()))
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from neuroharness import __version__
@@ -538,7 +635,31 @@ def build_parser() -> argparse.ArgumentParser:
                          "(nszed, repod-schizophrenia); default: the one installed with the harness")
     dp.add_argument("--strict", action="store_true",
                     help="fail when any part cannot be converted (default: skip it and report why)")
+    dp.add_argument("--from-hub", metavar="ORG/NAME[@REVISION]",
+                    help="install the store published in this Hugging Face dataset repository (by `datasets "
+                         "publish`) instead of building it: the revision is pinned to its commit and the content "
+                         "checksum checked against the published card")
     dp.set_defaults(func=cmd_datasets_prepare)
+    dpub = dsub.add_parser("publish", parents=[quiet],
+                           help="upload a prepared store with a generated dataset card to a Hugging Face dataset "
+                                "repository (datasets whose licence allows redistribution)")
+    dpub.add_argument("name", metavar="NAME")
+    dpub.add_argument("--repo", required=True, metavar="ORG/NAME", help="the dataset repository (created if missing)")
+    dpub.add_argument("--revision", metavar="BRANCH", help="branch to commit to (default main; created if missing)")
+    dpub.add_argument("--private", action="store_true", help="create the repository private")
+    dpub.set_defaults(func=cmd_datasets_publish)
+    dex = dsub.add_parser("export", parents=[quiet, option],
+                          help="write a prepared store, or a task's split tables, as a Hugging Face `datasets` "
+                               "Dataset/DatasetDict in DIR (save_to_disk; open it with datasets.load_from_disk)")
+    dex.add_argument("name", metavar="NAME", help="a dataset, or a task with tabular targets (train and validation "
+                                                  "with targets; test with its ids only: test targets are never exported)")
+    dex.add_argument("dir", metavar="DIR", help="folder to write (new or empty; created if missing)")
+    dex.add_argument("--format", required=True, choices=["hf"], help="hf: Hugging Face datasets (Arrow)")
+    dex.add_argument("--part", nargs="+", metavar="PART",
+                     help="only these parts of a dataset exported per part (vesselgraph graphs, nsd-algonauts2023 "
+                          "subjects); default: every part, each in DIR/PART")
+    dex.add_argument("--force", action="store_true", help="replace an earlier export in DIR")
+    dex.set_defaults(func=cmd_datasets_export)
 
     t = sub.add_parser("tasks", parents=[quiet], help="list and describe tasks")
     tsub = t.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -577,6 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="results", help="folder for the records (default: results)")
     r.add_argument("--force", action="store_true",
                    help="recompute seeds whose records are already in --out (default: keep finished ones)")
+    r.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run each (model, seed) on this dask.distributed cluster (e.g. tcp://HOST:8786; default "
+                        "$NEUROHARNESS_DASK_SCHEDULER, else in this process); records are written here")
     r.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("reproduce", parents=[quiet],
@@ -604,12 +728,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     lb = sub.add_parser("leaderboard", parents=[quiet, option], help="aggregate records into mean ± std over seeds")
-    lb.add_argument("task", nargs="?", metavar="TASK", help="the task (optional with --all)")
+    lb.add_argument("task", nargs="?", metavar="TASK",
+                    help="the task (optional with --all); or `publish TASK --repo ORG/NAME --results DIR` to upload "
+                         "the task's records to a Hugging Face dataset repository")
+    lb.add_argument("publish_task", nargs="?", metavar="TASK", help=argparse.SUPPRESS)
     lb.add_argument("--all", action="store_true", help="every task with records (with --html)")
     lb.add_argument("--html", metavar="DIR",
                     help="write a static site (index.html and one page per task) into DIR instead of printing")
+    lb.add_argument("--repo", metavar="ORG/NAME", help="with publish: the dataset repository (created if missing)")
+    lb.add_argument("--revision", metavar="BRANCH", help="with publish: the branch to commit to (default main)")
+    lb.add_argument("--private", action="store_true", help="with publish: create the repository private")
     lb.add_argument("--results", metavar="DIR",
-                    help="folder of your records, ranked together with the official baseline records")
+                    help="folder of your records, or hf://datasets/ORG/NAME[@REVISION][/PATH] on the Hugging Face Hub "
+                         "(read at the commit the revision resolves to), ranked together with the official records")
     lb.add_argument("--only-results", action="store_true", help="show the records of --results alone, without the official ones")
     lb.add_argument("--format", default="md", choices=["md", "csv", "json"])
     lb.set_defaults(func=cmd_leaderboard)

@@ -65,7 +65,7 @@ def test_datasets_list(capsys):
     assert [line.split()[0] for line in lines] == ["celegans-activity", "celegans-connectome", "celegans-funatlas", "fisbe",
                                                       "nsd-algonauts2023", "nszed", "repod-schizophrenia",
                                                       "vesselgraph"]
-    assert all(re.search(r" v1\.0 +(prepared|not prepared) ", line) for line in lines)
+    assert all(re.search(r" v1\.[01] +(prepared|not prepared) ", line) for line in lines)
 
 
 def test_tasks_list(capsys):
@@ -144,7 +144,7 @@ def test_usage_errors_exit_2_before_any_work(capsys, tmp_path, monkeypatch, argv
     monkeypatch.chdir(tmp_path)
     from neuroharness.leaderboards import runner
 
-    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("run started despite a usage error"))
+    monkeypatch.setattr(runner, "run_models", lambda *a, **k: pytest.fail("run started despite a usage error"))
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == f"usage error: {message}"
@@ -178,26 +178,30 @@ def test_run_passes_options_seeds_and_hyperparameters(capsys, tmp_path, monkeypa
     from neuroharness.leaderboards import runner
 
     calls = []
-    monkeypatch.setattr(runner, "run", lambda *a, **k: calls.append((a, k)) or [Path(f"record{len(calls)}.json")])
+    monkeypatch.delenv("NEUROHARNESS_DASK_SCHEDULER", raising=False)
+    monkeypatch.setattr(runner, "run_models", lambda *a, **k: calls.append((a, k)) or
+                        [Path(f"record{i}.json") for i in (1, 2)][:len(a[1])])
     out = tmp_path / "r"
     assert main(["run", TASK, "--model", "connectome-multihop", "connectome-direct", "--seeds", "4", "0",
                  "--out", str(out), "--hyperparameter", "annotation=cook_2019"]) == 0
     hp = {"annotation": "cook_2019"}
-    assert calls == [((TASK, "connectome-multihop", [4, 0], out), {"options": {}, "hyperparameters": hp, "force": False}),
-                     ((TASK, "connectome-direct", [4, 0], out), {"options": {}, "hyperparameters": hp, "force": False})]
+    assert calls == [((TASK, ["connectome-multihop", "connectome-direct"], [4, 0], out),
+                      {"options": {}, "hyperparameters": hp, "force": False, "scheduler": None})]
     assert capsys.readouterr().out.split() == ["record1.json", "record2.json"]
 
     calls.clear()
     assert main(["run", TASK, "--model", "connectome-multihop", "--out", str(out), "--force",
                  "--hyperparameter", "hops=[1, 2]", "--hyperparameter", "alphas=[0.5]"]) == 0
-    assert calls == [((TASK, "connectome-multihop", [0, 1, 2], out),  # the card's seeds
-                      {"options": {}, "hyperparameters": {"hops": [1, 2], "alphas": [0.5]}, "force": True})]
+    assert calls == [((TASK, ["connectome-multihop"], [0, 1, 2], out),  # the card's seeds
+                      {"options": {}, "hyperparameters": {"hops": [1, 2], "alphas": [0.5]}, "force": True,
+                       "scheduler": None})]
 
     calls.clear()
     assert main(["run", "vesselgraph-link-prediction", "--model", "adamic-adar", "--seeds", "0", "--out", str(out),
-                 "--option", "graph=BALBc_no1"]) == 0
-    assert calls == [(("vesselgraph-link-prediction", "adamic-adar", [0], out),
-                      {"options": {"graph": "BALBc_no1"}, "hyperparameters": None, "force": False})]
+                 "--option", "graph=BALBc_no1", "--dask-scheduler", "tcp://10.0.0.5:8786"]) == 0
+    assert calls == [(("vesselgraph-link-prediction", ["adamic-adar"], [0], out),
+                      {"options": {"graph": "BALBc_no1"}, "hyperparameters": None, "force": False,
+                       "scheduler": "tcp://10.0.0.5:8786"})]
 
 
 def test_hyperparameter_values_are_json_literals_else_strings():
@@ -345,7 +349,7 @@ def watched(monkeypatch):
 def _run_saying(monkeypatch, msg):
     from neuroharness.leaderboards import runner
 
-    monkeypatch.setattr(runner, "run", lambda *a, **k: progress.status(msg) or [])
+    monkeypatch.setattr(runner, "run_models", lambda *a, **k: progress.status(msg) or [])
 
 
 @pytest.mark.parametrize("argv, env, shown", [

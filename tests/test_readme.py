@@ -29,6 +29,10 @@ block is gone. What is done with each block, and why:
   redistributed), prepared, two baselines run and ranked. The scores the text after the block states are asserted.
 - **EEG** (bash): run as written, offline, in an empty cache: the synthetic NSzED-shaped fixture (neither
   release is reachable from CI), prepared, two baselines run and ranked. The scores the text states are asserted.
+- **Stores anywhere** (bash): checked like FISBe's (`aws s3 sync` is not a neuroharness command and is skipped;
+  tests/test_store_urls.py runs the same steps against a moto S3 server).
+- **Hugging Face `datasets`** (bash, python): run as written on the real C. elegans data, the bash block
+  then the python block in the same working folder; the values its comments state are asserted.
 - **Your own model** (python): run on the real data; the columns and orientation that its comments
   state are asserted. (toml): parsed; the entry point must be the example plugin's, for a registered task,
   naming a factory that the plugin package defines.
@@ -86,6 +90,8 @@ FISBE = "Dataset `fisbe` and task `fisbe-instance-segmentation`"
 VESSELGRAPH = "Dataset `vesselgraph` and tasks `vesselgraph-link-prediction`, `vesselgraph-vessel-classification`"
 NSD = "Dataset `nsd-algonauts2023` and task `nsd-encoding`"
 EEG = "Datasets `nszed`, `repod-schizophrenia` and task `eeg-schizophrenia`"
+HF_EXPORT = "Hugging Face `datasets`"
+STORES_ANYWHERE = "Stores anywhere"
 PERFORMANCE, LAYOUT = "Performance", "Layout"
 
 # (heading, fence language) -> what is done with the block (the module docstring says why)
@@ -99,6 +105,9 @@ BLOCKS = {
     (VESSELGRAPH, "bash"): "checked against --help and the parser",
     (NSD, "bash"): "run",
     (EEG, "bash"): "run",
+    (HF_EXPORT, "bash"): "run",
+    (STORES_ANYWHERE, "bash"): "checked against --help and the parser",
+    (HF_EXPORT, "python"): "run",
     (OWN_MODEL, "python"): "run",
     (OWN_MODEL, "toml"): "checked against the example plugin",
     (PERFORMANCE, "bash"): "collected by pytest",
@@ -600,11 +609,15 @@ def check_command(line: int, argv: list[str], cwd: Path) -> None:
             assert value in _graph_names(), f"{where}: graph {value!r} is not in loaders/vesselgraph/graphs.tsv"
 
 
-@pytest.mark.parametrize("section", [FISBE, VESSELGRAPH])
+@pytest.mark.parametrize("section", [FISBE, VESSELGRAPH, STORES_ANYWHERE])
 def test_checked_commands(section, tmp_path):
     cmds = commands(block(section, "bash"))
     assert cmds
     for line, argv in cmds:
+        while argv and re.fullmatch(r"[A-Z][A-Z0-9_]*=\S*", argv[0]):  # VAR=value before the command
+            argv = argv[1:]
+        if section == STORES_ANYWHERE and argv[0] == "aws":  # the upload step, not ours
+            continue
         check_command(line, argv, tmp_path)
 
 
@@ -745,3 +758,13 @@ def test_eeg_block_on_the_synthetic_fixture(tmp_path, monkeypatch, offline):
     assert round(scores["bandpower-logreg"], 2) == float(stated.group(1))
     assert scores["majority"] == float(stated.group(2))
     assert "| 1 | bandpower-logreg |" in ran[-1].out
+
+
+# -- Hugging Face `datasets` ------------------------------------------------------------
+@needs_celegans
+def test_hf_export_blocks(in_real_home, monkeypatch):
+    monkeypatch.chdir(in_real_home)
+    for line, argv in commands(block(HF_EXPORT, "bash")):
+        run_command(line, argv, in_real_home)
+    shown = run_python(block(HF_EXPORT, "python"), {})  # checks every literal comment
+    assert shown['sf["test"][0]'].value["significant"] is None  # test targets are never exported
