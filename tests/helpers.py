@@ -68,3 +68,24 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def run_child(argv: list[str], env: dict, tmp) -> dict:
+    """Run ``argv`` to completion in a fresh process (benchmarks): ``{"wall_s", "peak_rss_mb", "stdout"}``.
+
+    Peak RSS is GNU ``/usr/bin/time -f %M`` of the child where installed, else the largest child of this
+    process so far (``getrusage(RUSAGE_CHILDREN)``, KB on Linux). A failing child fails the caller."""
+    import resource
+    import subprocess
+    import time
+    from pathlib import Path
+
+    gnu_time = Path("/usr/bin/time")
+    report = Path(tmp) / "rss"
+    prefix = [str(gnu_time), "-f", "%M", "-o", str(report)] if gnu_time.exists() else []
+    t = time.perf_counter()
+    out = subprocess.run(prefix + list(argv), env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    assert out.returncode == 0, out.stderr[-4000:]
+    kb = int(report.read_text().split()[-1]) if prefix else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"wall_s": wall, "peak_rss_mb": kb / 1024, "stdout": out.stdout}

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -75,7 +74,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import load_script, run_child
 
 TIME = Path("/usr/bin/time")
 SIZES = ["small", "real"]
@@ -221,18 +220,6 @@ def _env(home: Path) -> dict:
     return {**os.environ, "CI": "true", "NEUROHARNESS_QUIET": "1", "NEUROHARNESS_HOME": str(home)}
 
 
-def _child(argv: list[str], env: dict, tmp: Path) -> dict:
-    """Run ``argv`` to completion in a fresh process: wall seconds, peak RSS MB, stdout."""
-    report = tmp / "rss"
-    prefix = [str(TIME), "-f", "%M", "-o", str(report)] if TIME.exists() else []
-    t = time.perf_counter()
-    out = subprocess.run(prefix + argv, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    assert out.returncode == 0, out.stderr[-4000:]
-    kb = int(report.read_text().split()[-1]) if prefix else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"wall_s": wall, "peak_rss_mb": kb / 1024, "stdout": out.stdout}
-
-
 def _last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
 
@@ -300,7 +287,7 @@ def test_convert(benchmark, root, size, way, tmp_path):
         argv = [sys.executable, "-c", MNE_EPOCHS, str(jobs), str(SFREQ), str(WINDOW_S)]
 
     def run():
-        box.update(_child(argv, _env(home), tmp_path))
+        box.update(run_child(argv, _env(home), tmp_path))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     _record(benchmark, info, box, size)
@@ -390,7 +377,7 @@ def test_training_windows(benchmark, root, size, way, tmp_path, monkeypatch):
             argv.append(str(probe))
 
     def run():
-        box.update(_child(argv, _env(home), tmp_path))
+        box.update(run_child(argv, _env(home), tmp_path))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     _record(benchmark, info, box, size)

@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import load_script, run_child
 
 REAL_SIZE = os.environ.get("NH_BENCH_NSD_REAL_SIZE", "").lower() in {"1", "true", "yes"}
 N_TRAIN = int(os.environ.get("NH_BENCH_NSD_N_TRAIN", "2000"))
@@ -137,21 +136,6 @@ def store(tmp_path_factory) -> dict:
     return {"src": src, "home": home, "sizes": sizes, "setup_s": float(done.read_text())}
 
 
-def _child(argv: list[str], env: dict, tmp: Path) -> dict:
-    """Run ``argv`` to completion in a fresh process: wall seconds, peak RSS MB, stdout."""
-    report = tmp / "rss"
-    prefix = [str(TIME), "-f", "%M", "-o", str(report)] if TIME.exists() else []
-    t = time.perf_counter()
-    out = subprocess.run(prefix + argv, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    assert out.returncode == 0, out.stderr[-4000:]
-    if prefix:
-        kb = int(report.read_text().split()[-1])
-    else:  # the largest child of this process so far (Linux: KB)
-        kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"wall_s": wall, "peak_rss_mb": kb / 1024, "stdout": out.stdout}
-
-
 def _record(benchmark, store, result: dict) -> None:
     benchmark.extra_info.update({k: v for k, v in store["sizes"].items()})
     benchmark.extra_info.update(wall_s=round(result["wall_s"], 2), peak_rss_mb=round(result["peak_rss_mb"]),
@@ -170,7 +154,7 @@ def test_fit_and_predict_one_subject(benchmark, store, way, tmp_path):
     box = {}
 
     def run():
-        box.update(_child(argv, _env(store["home"]), tmp_path))
+        box.update(run_child(argv, _env(store["home"]), tmp_path))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     _record(benchmark, store, box)
