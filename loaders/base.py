@@ -19,6 +19,7 @@ only into a local cache.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +30,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from neuroharness import __version__
+from neuroharness import __version__, cluster
 from neuroharness.errors import DataFormatError, DownloadError, NeuroharnessError, UsageError
 from neuroharness.progress import progress_bar, status
 
@@ -58,6 +59,8 @@ class DatasetLoader:
     #: Set by :meth:`prepare` before :meth:`fetch` and :meth:`write` run.
     strict: bool = False
     layout: Path | None = None
+    #: The dask scheduler address :meth:`write_parts` submits parts to (None: this process); set by :meth:`prepare`.
+    scheduler: str | None = None
 
     # -- the card's facts ------------------------------------------------------------
     @property
@@ -115,6 +118,28 @@ class DatasetLoader:
         """
         self.build(files).to_zarr(target, mode="w", consolidated=False, zarr_format=2)
 
+    def write_parts(self, fn, parts: list[tuple], *, desc: str, unit: str, sizes: list[int] | None = None,
+                    shared: list = ()) -> list:
+        """``[fn(*args, progress=...) for args in parts]``, in the order of ``parts``.
+
+        In this process ``fn`` gets the progress bar (``desc``, total ``sum(sizes)``, one per part by
+        default) and updates it itself. With a scheduler (:attr:`scheduler`) each part is one task on the
+        cluster: ``fn`` (a module-level function) gets ``progress=None`` and the bar advances by
+        ``sizes[i]`` as part ``i`` finishes. ``shared``: local paths the workers must see (the temporary
+        store, the raw files).
+        """
+        sizes = list(sizes) if sizes is not None else [1] * len(parts)
+        out: list = [None] * len(parts)
+        with progress_bar(total=sum(sizes), desc=desc, unit=unit) as bar:
+            if self.scheduler is None:
+                return [fn(*args, progress=bar) for args in parts]
+            status(f"[{self.name}] {len(parts)} {unit}(s) {cluster.describe(self.scheduler)}")
+            for i, result in cluster.run_parts(functools.partial(_call_without_progress, fn), parts, self.scheduler,
+                                               shared=shared, purpose=f"the {self.name} store and its raw files"):
+                out[i] = result
+                bar.update(sizes[i])
+        return out
+
     def summary(self, ds) -> list[str]:
         """Lines describing a prepared store (what :meth:`open` returns) for ``datasets info``."""
         return []
@@ -132,7 +157,7 @@ class DatasetLoader:
 
     def prepare(self, source: os.PathLike | str | None = None, force: bool = False,
                 only: str | list[str] | None = None, strict: bool = False,
-                layout: os.PathLike | str | None = None) -> Path | str:
+                layout: os.PathLike | str | None = None, dask_scheduler: str | None = None) -> Path | str:
         """Fetch, verify and homogenize into the cache; return the store path (its URL in a remote cache).
 
         ``only`` selects some of the dataset's :attr:`parts` (e.g. graphs); the
@@ -147,6 +172,10 @@ class DatasetLoader:
         reports (:attr:`skips_bad_parts`, e.g. an unreadable recording) into a
         failure.
 
+        ``dask_scheduler`` (or ``$NEUROHARNESS_DASK_SCHEDULER``): a dask.distributed scheduler address; the
+        parts of a tree store (:meth:`write_parts`) are then written by its workers, one task each, into the
+        temporary store, which must be on a filesystem they share. The store is the same as one built here.
+
         A remote cache (``$NEUROHARNESS_HOME`` is a URL) is read-only: a store
         already there is checked and reused like a local one (no lock), anything
         else (a missing store, ``force``) is a :class:`CacheError` saying how to
@@ -160,6 +189,7 @@ class DatasetLoader:
             raise UsageError(f"--layout {layout}: no such file; expected a TOML or YAML layout file")
         self.strict = bool(strict)
         self.layout = None if layout is None else Path(layout).expanduser()
+        self.scheduler = cluster.scheduler_address(dask_scheduler)
         if cache.home_url() is not None:
             location = self.store_location()
             there = location.exists()
@@ -384,6 +414,10 @@ class TreeLoader(DatasetLoader):
             with progress_bar(total=_nbytes(nodes), desc=f"[{self.name}] part checksums", unit="B") as bar:
                 memo[key] = part_digests(tree, progress=bar)
         return dict(memo[key])
+
+
+def _call_without_progress(fn, *args):
+    return fn(*args, progress=None)
 
 
 # -- checks ---------------------------------------------------------------------------------------

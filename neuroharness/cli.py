@@ -229,7 +229,7 @@ def cmd_datasets_prepare(args) -> int:
 
     for card in cards:
         print(get_loader(card.name).prepare(args.source, force=args.force, only=args.only, strict=args.strict,
-                                            layout=args.layout))
+                                            layout=args.layout, dask_scheduler=args.dask_scheduler))
     return 0
 
 
@@ -428,16 +428,22 @@ def cmd_evaluate(args) -> int:
     predictions = _existing(args.predictions, "the predictions to score")
     json_out = _output_file(args.json_out, "--json-out") if args.json_out else None
     record_dir = _submission_args(card, args)
-    if record_dir is None:
-        from neuroharness.tasks import get_task
+    from neuroharness import cluster
+    from neuroharness.tasks import get_task
 
-        metrics = get_task(card.name).evaluate(predictions, split=args.split, options=options)
-    else:
-        from neuroharness.leaderboards.runner import submission_record
+    if args.dask_scheduler and not get_task(card.name).scores_on_cluster:
+        raise UsageError(f"task {card.name} scores in this process (its metrics take seconds); --dask-scheduler "
+                         "applies to evaluate of fisbe-instance-segmentation, and to `run` of every task")
 
-        record = submission_record(card.name, predictions, args.model_name, seed=args.seed or 0, options=options,
-                                   description=args.description or "", n_parameters=args.n_parameters or 0)
-        metrics = record["metrics"]
+    with cluster.using(cluster.scheduler_address(args.dask_scheduler)):
+        if record_dir is None:
+            metrics = get_task(card.name).evaluate(predictions, split=args.split, options=options)
+        else:
+            from neuroharness.leaderboards.runner import submission_record
+
+            record = submission_record(card.name, predictions, args.model_name, seed=args.seed or 0, options=options,
+                                       description=args.description or "", n_parameters=args.n_parameters or 0)
+            metrics = record["metrics"]
     text = json.dumps(metrics, indent=2)
     # grouped results (per subset, per sample) read better as a table; --json keeps the raw output
     print(text if args.json or not any("/" in k for k in metrics) else _metrics_table(metrics))
@@ -528,7 +534,7 @@ def _datasets_prepare_from_hub(cards, args) -> int:
     if len(cards) > 1:
         raise UsageError(f"--from-hub applies to one dataset; got {len(cards)}: {', '.join(args.names)}")
     for flag, value in (("--source", args.source), ("--only", args.only), ("--layout", args.layout),
-                        ("--strict", args.strict)):
+                        ("--strict", args.strict), ("--dask-scheduler", args.dask_scheduler)):
         if value:
             raise UsageError(f"--from-hub installs the store as it was published; {flag} applies to building it "
                              "from a source (leave out --from-hub)")
@@ -635,6 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "(nszed, repod-schizophrenia); default: the one installed with the harness")
     dp.add_argument("--strict", action="store_true",
                     help="fail when any part cannot be converted (default: skip it and report why)")
+    dp.add_argument("--dask-scheduler", metavar="ADDRESS",
+                    help="write each part (FISBe sample, vessel graph, NSD subject, EEG recording) as one task on "
+                         "this dask.distributed cluster (e.g. tcp://HOST:8786; default $NEUROHARNESS_DASK_SCHEDULER, "
+                         "else in this process); the cache and --source must be on a filesystem the workers share")
     dp.add_argument("--from-hub", metavar="ORG/NAME[@REVISION]",
                     help="install the store published in this Hugging Face dataset repository (by `datasets "
                          "publish`) instead of building it: the revision is pinned to its commit and the content "
@@ -725,6 +735,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the seed your model was trained with (default 0); one record per seed, so several "
                         "seeds give a mean ± std")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON (default: a table when they are grouped)")
+    e.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="score each sample as one task on this dask.distributed cluster (fisbe-instance-segmentation;"
+                        " default $NEUROHARNESS_DASK_SCHEDULER, else in this process); the predictions file and the "
+                        "store must be on a filesystem the workers share")
     e.set_defaults(func=cmd_evaluate)
 
     lb = sub.add_parser("leaderboard", parents=[quiet, option], help="aggregate records into mean ± std over seeds")

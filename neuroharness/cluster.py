@@ -2,33 +2,70 @@
 
 Without a scheduler address everything runs in this process, as it always did. With one
 (``--dask-scheduler ADDRESS`` or ``$NEUROHARNESS_DASK_SCHEDULER``, e.g. ``tcp://10.0.0.5:8786``,
-what ``dask scheduler`` prints), the parts (e.g. the (model, seed) runs of ``neuroharness run``) are
-submitted to that cluster and their results come back here, where they are written, so files are only
-ever written by this process and atomically. Workers must import the same neuroharness version and see
-the same stores (a shared ``NEUROHARNESS_HOME``, local or a URL).
+what ``dask scheduler`` prints), the parts are submitted to that cluster, one task each:
+
+- ``neuroharness run``: each (model, seed) pair; the records come back and are written here.
+- ``datasets prepare``: each part of a tree store (FISBe sample, vessel graph, NSD subject, EEG
+  recording) is written by a worker into this process's temporary store, which therefore must be on a
+  filesystem the workers share (checked before any part runs); the index, the checks, the checksums and
+  the atomic rename stay here, so the store is the one a single process writes.
+- ``evaluate`` of FISBe: each sample's metrics (the prediction file must be shared too).
+
+Workers must import the same neuroharness version and see the same stores (a shared ``NEUROHARNESS_HOME``,
+local or a URL). Code already running on a worker never submits more tasks: there it runs in-process.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from neuroharness.errors import NeuroharnessError, UsageError
 
 ENV = "NEUROHARNESS_DASK_SCHEDULER"
+_USING: contextvars.ContextVar[str | None] = contextvars.ContextVar("neuroharness_dask_scheduler", default=None)
 
 
 def scheduler_address(given: str | None = None) -> str | None:
-    """The scheduler to use: ``given`` (the command-line flag), else ``$NEUROHARNESS_DASK_SCHEDULER``, else None
-    (run in-process). An empty value means in-process too."""
+    """The scheduler to use: ``given`` (the command-line flag), else the one of an enclosing :func:`using`, else
+    ``$NEUROHARNESS_DASK_SCHEDULER``, else None (run in-process). An empty value means in-process too."""
+    if given is None:
+        given = _USING.get()
     value = given if given is not None else os.environ.get(ENV, "")
     value = value.strip()
-    if not value:
+    if not value or (given is None and on_worker()):
         return None
     if "://" not in value and ":" not in value:
         raise UsageError(f"dask scheduler {value!r}: expected an address such as tcp://HOST:8786 (what `dask "
                          "scheduler` prints)")
     return value
+
+
+@contextlib.contextmanager
+def using(address: str | None):
+    """Within the block, :func:`scheduler_address` answers ``address`` where no address is given (code deep
+    in a task, e.g. FISBe's per-sample scoring, sees the command's ``--dask-scheduler``); None changes nothing."""
+    token = _USING.set(address) if address is not None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _USING.reset(token)
+
+
+def on_worker() -> bool:
+    """Whether this code runs inside a dask worker (there the environment's scheduler is not used again:
+    a task waiting on tasks of its own cluster can starve it)."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
 
 
 def connect(address: str, timeout: float = 20.0):
@@ -47,11 +84,14 @@ def connect(address: str, timeout: float = 20.0):
             "in this process") from None
 
 
-def run_parts(fn: Callable[..., Any], parts: Sequence[tuple], address: str | None) -> Iterator[tuple[int, Any]]:
+def run_parts(fn: Callable[..., Any], parts: Sequence[tuple], address: str | None,
+              shared: Sequence[str] = (), purpose: str = "") -> Iterator[tuple[int, Any]]:
     """``(index, fn(*parts[index]))`` for every part, as each finishes (in order when in-process).
 
     With ``address``, each part is one task on the cluster (``pure=False``: every part runs, even with equal
-    arguments); ``fn`` must be importable by the workers (a module-level function). An exception in a part is
+    arguments); ``fn`` must be importable by the workers (a module-level function). ``shared``: local paths
+    the workers must see (e.g. the store being written and the raw files); a worker that does not is an
+    error naming them, before any part runs (``purpose`` says what needs them). An exception in a part is
     raised here, after cancelling the parts not yet done."""
     if address is None:
         for i, args in enumerate(parts):
@@ -61,17 +101,55 @@ def run_parts(fn: Callable[..., Any], parts: Sequence[tuple], address: str | Non
 
     client = connect(address)
     try:
-        futures = [client.submit(fn, *args, pure=False, key=f"neuroharness-part-{i}-{os.getpid()}-{id(parts)}")
-                   for i, args in enumerate(parts)]
+        if shared:
+            _check_shared(client, address, [str(p) for p in shared], purpose)
+        from distributed import Event
+
+        run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        stop = Event(f"neuroharness-stop-{run_id}", client=client)
+        futures = [client.submit(_unless_stopped, stop.name, fn, *args, pure=False,
+                                 key=f"neuroharness-part-{i}-{run_id}") for i, args in enumerate(parts)]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
             for future in as_completed(futures, loop=client.loop):
                 yield index[future.key], future.result()
-        except BaseException:
+        except Exception:
+            # a cancelled task that already runs goes on writing; so the parts not started return at once
+            # and the running ones finish before the caller cleans up (at most one part per worker)
+            stop.set()
+            client.gather(futures, errors="skip")
+            raise
+        except BaseException:  # Ctrl-C: leave now; a later run removes what a late part wrote
+            stop.set()
             client.cancel(futures)
             raise
     finally:
         client.close()
+
+
+def _unless_stopped(stop: str, fn, *args):
+    """``fn(*args)`` on a worker, unless the run already failed (the event named ``stop`` is set)."""
+    from distributed import Event, get_client
+
+    if Event(stop, client=get_client()).is_set():
+        return None
+    return fn(*args)
+
+
+def _missing_paths(paths: list[str]) -> list[str]:
+    return [p for p in paths if not os.path.exists(p)]
+
+
+def _check_shared(client, address: str, paths: list[str], purpose: str) -> None:
+    """Every worker sees ``paths`` (a shared filesystem), or a :class:`UsageError` naming a worker and a path."""
+    missing = {w: m for w, m in client.run(_missing_paths, paths).items() if m}
+    if missing:
+        worker, lost = sorted(missing.items())[0]
+        raise UsageError(
+            f"the dask worker {worker} (cluster {address}) cannot see {lost[0]}"
+            + (f" (nor {len(lost) - 1} more path(s))" if len(lost) > 1 else "")
+            + f"; {purpose or 'the parts'} must be on a filesystem shared by this machine and every worker "
+            "(e.g. NEUROHARNESS_HOME and --source on NFS or Lustre), or run without --dask-scheduler")
 
 
 def describe(address: str | None) -> str:
@@ -79,4 +157,4 @@ def describe(address: str | None) -> str:
     return "in this process" if address is None else f"on the dask cluster at {address}"
 
 
-__all__ = ["ENV", "scheduler_address", "connect", "run_parts", "describe"]
+__all__ = ["ENV", "scheduler_address", "using", "on_worker", "connect", "run_parts", "describe"]

@@ -100,6 +100,8 @@ class Task:
     cache_size: ClassVar[int] = 2
     #: Whether the task scores a validation split (``run_model`` records ``validation_metrics``).
     has_validation: ClassVar[bool] = True
+    #: Whether :meth:`evaluate` spreads its scoring over a dask cluster (``evaluate --dask-scheduler``).
+    scores_on_cluster: ClassVar[bool] = False
 
     def __init__(self):
         self._cache: dict[tuple, Any] = {}

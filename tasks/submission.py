@@ -455,6 +455,8 @@ class ArrayFile:
         self._zip = self._group = self._store = self._dict = None
         self._members: dict[str, str] = {}
         self._headers: dict[str, tuple] = {}
+        #: the file or folder read (None for a mapping), so other processes can open it again
+        self.path: Path | None = None
         if isinstance(source, Mapping):
             self.name = "predictions"
             self._dict = {str(k): v for k, v in source.items()}
@@ -462,6 +464,7 @@ class ArrayFile:
             return
         path = Path(source)
         self.name = str(path)
+        self.path = path
         check_path(path)
         refuse_pickle(path)
         suffix = path.suffix.lower()

@@ -108,3 +108,157 @@ def test_scheduler_address(monkeypatch, value, expected):
 def test_scheduler_address_needs_a_port():
     with pytest.raises(UsageError, match=r"dask scheduler 'localhost': expected an address such as tcp://HOST:8786"):
         cluster.scheduler_address("localhost")
+
+
+# -- datasets prepare: one part per cluster task, the same store -------------------------------------------------
+def _sources(root):
+    """Small sources of every dataset made of parts, in their real raw layouts."""
+    load_script("make_fisbe_fixture").write_release(root / "fisbe", 1, (16, 48, 48), 3, seed=0)
+    load_script("make_vesselgraph_fixture").write_release(root / "vesselgraph", {"synthetic_graph_1": 400,
+                                                                                "synthetic_graph_2": 300})
+    load_script("make_nsd_challenge_fixture").write_release(root / "challenge", ("subj01", "subj02"))
+    load_script("make_nsd_bucket_fixture").write_bucket(root / "bucket", ("subj01",))
+    return {"fisbe": root / "fisbe", "vesselgraph": root / "vesselgraph", "nsd-challenge": root / "challenge",
+            "nsd-bucket": root / "bucket", "nszed": root / "eeg"}
+
+
+@pytest.fixture(scope="module")
+def part_sources(eeg_home, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    sources = _sources(root)
+    import shutil
+
+    shutil.copytree(eeg_home / "release", sources["nszed"])
+    # one damaged recording: skipped, with the same reason, on both sides
+    edf = sorted(sources["nszed"].rglob("*.edf"))[0]
+    edf.write_bytes(edf.read_bytes()[: edf.stat().st_size // 2])
+    return sources
+
+
+def _prepare(name, source, home, monkeypatch, scheduler=None):
+    from neuroharness.loaders import get_loader
+    from neuroharness.loaders.base import root_attrs
+
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(home))
+    dataset = "nsd-algonauts2023" if name.startswith("nsd") else name
+    path = get_loader(dataset).prepare(source, dask_scheduler=scheduler)
+    return path, root_attrs(path)
+
+
+@pytest.mark.parametrize("name", ["fisbe", "vesselgraph", "nsd-challenge", "nsd-bucket", "nszed"])
+def test_prepare_on_a_local_cluster_writes_the_in_process_store(name, part_sources, local_cluster, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.delenv(cluster.ENV, raising=False)
+    here, a = _prepare(name, part_sources[name], tmp_path / "here", monkeypatch)
+    there, b = _prepare(name, part_sources[name], tmp_path / "there", monkeypatch, local_cluster.scheduler_address)
+    assert a["content_sha256"] == b["content_sha256"]
+    parts = json.loads(a["parts_sha256"])
+    assert parts == json.loads(b["parts_sha256"]) and len(parts) >= 2 - (name == "nsd-bucket")
+    # provenance other than the build time is equal too (the index order, the skips, the release facts)
+    volatile = {"created"}
+    assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+    if name == "nszed":
+        skipped = json.loads(b["skipped"])
+        assert len(skipped) == 1 and "truncated" in skipped[0]["reason"].lower()
+    assert not list(there.parent.glob(".*tmp-*"))
+
+
+def test_prepare_on_a_cluster_fails_cleanly_on_a_bad_part(part_sources, local_cluster, tmp_path, monkeypatch):
+    """A part that fails on a worker is the loader's own error here, and nothing is left half-written."""
+    import shutil
+
+    src = tmp_path / "fisbe"
+    shutil.copytree(part_sources["fisbe"], src)
+    chunk = sorted(src.rglob("volumes/raw/0.0.0.0"))[-1]
+    chunk.write_bytes(b"not a compressed chunk")
+    home = tmp_path / "home"
+    with pytest.raises(Exception, match=r"cannot be read .*the sample is damaged") as info:
+        _prepare("fisbe", src, home, monkeypatch, local_cluster.scheduler_address)
+    assert isinstance(info.value, NeuroharnessError)
+    assert not [p for p in (home / "datasets").rglob("*") if p.is_dir() and p.name.endswith(".zarr")]
+    assert not list((home / "datasets").rglob(".*tmp-*"))
+
+
+def test_parts_need_paths_the_workers_see(local_cluster, tmp_path):
+    lost = tmp_path / "only-here"
+    with pytest.raises(UsageError, match=rf"the dask worker .* cannot see {re.escape(str(lost))}; the store must be on "
+                                         r"a filesystem shared by this machine and every worker"):
+        list(cluster.run_parts(print, [(1,)], local_cluster.scheduler_address, shared=[lost], purpose="the store"))
+
+
+def test_no_scheduler_from_the_environment_inside_a_worker(local_cluster, monkeypatch):
+    monkeypatch.setenv(cluster.ENV, local_cluster.scheduler_address)
+    client = distributed.Client(local_cluster.scheduler_address, set_as_default=False)
+    try:
+        # workers inherited no variable, so set it there, then ask what a part running there would use
+        assert client.submit(_address_seen_on_worker, local_cluster.scheduler_address, pure=False).result() is None
+    finally:
+        client.close()
+
+
+def _address_seen_on_worker(address):
+    import os
+
+    os.environ[cluster.ENV] = address
+    return cluster.scheduler_address()
+
+
+# -- evaluate of FISBe: one sample per cluster task, the same metrics ----------------------------------------------
+def _fisbe_predictions(task, path):
+    """Label images from the GT of each test sample, with one neuron merged into another and one voxel noise
+    blob, so that the metrics are neither perfect nor trivial."""
+    import numpy as np
+
+    from neuroharness.tasks.fisbe.instance_segmentation import write_predictions
+
+    data = task.data({})
+    preds = {}
+    for sample in data.samples("test"):
+        gt = data.gt(sample)
+        labels = np.zeros(gt.shape[1:], np.uint16)
+        for k in range(gt.shape[0]):
+            labels[gt[k]] = k + 1
+        labels[labels == 2] = 1
+        labels[:2, :4, :4] = 9
+        preds[sample] = labels
+    return write_predictions(path, preds)
+
+
+def test_fisbe_evaluate_on_a_local_cluster_equals_the_in_process_scores(part_sources, local_cluster, tmp_path,
+                                                                         monkeypatch, capsys):
+    monkeypatch.delenv(cluster.ENV, raising=False)
+    _prepare("fisbe", part_sources["fisbe"], tmp_path / "home", monkeypatch)
+    from neuroharness.tasks import get_task
+
+    task = get_task("fisbe-instance-segmentation")
+    preds = _fisbe_predictions(task, tmp_path / "preds.npz")
+    here = task.evaluate(preds)
+    with cluster.using(local_cluster.scheduler_address):
+        there = task.evaluate(preds)
+    assert there == here and len({k.split("/")[0] for k in here if k.startswith("SYN")}) == 2  # per-sample rows
+    assert 0 < here["main_score"] < 1
+    # the command: --dask-scheduler, and the same metrics as JSON
+    assert main(["evaluate", "fisbe-instance-segmentation", str(preds), "--json", "--dask-scheduler",
+                 local_cluster.scheduler_address]) == 0
+    assert json.loads(capsys.readouterr().out) == here
+
+
+def test_evaluate_flag_only_where_scoring_is_spread(eeg_home, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(eeg_home / "home"))
+    preds = tmp_path / "p.npz"
+    preds.write_bytes(b"")
+    assert main(["evaluate", TASK, str(preds), "--dask-scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert re.search(r"task eeg-schizophrenia scores in this process .*--dask-scheduler applies to evaluate of "
+                     r"fisbe-instance-segmentation", capsys.readouterr().err)
+
+
+def test_prepare_cli_flag(part_sources, local_cluster, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NEUROHARNESS_HOME", str(tmp_path / "home"))
+    assert main(["datasets", "prepare", "vesselgraph", "--source", str(part_sources["vesselgraph"]),
+                 "--dask-scheduler", local_cluster.scheduler_address]) == 0
+    path = capsys.readouterr().out.strip()
+    from neuroharness.loaders.base import root_attrs
+
+    assert sorted(json.loads(root_attrs(path)["parts_sha256"])) == ["synthetic_graph_1", "synthetic_graph_2"]
+    assert main(["datasets", "prepare", "vesselgraph", "--from-hub", "org/x", "--dask-scheduler", "tcp://h:1"]) == 2
+    assert "--from-hub installs the store as it was published; --dask-scheduler" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from typing import ClassVar
 import zarr
 
 from neuroharness.errors import DataFormatError, NeuroharnessError
-from neuroharness.progress import progress_bar, status
+from neuroharness.progress import status
 
 from ..base import TreeLoader, root_attrs
 from . import cards
@@ -35,6 +35,22 @@ from .reader import read_recording
 from .recordings import Recordings, open_recordings
 from .store import root_attrs as store_root_attrs
 from .store import write_recording, write_root
+
+
+def convert_recording(target: str, info: RecordingInfo, device, common_sfreq: float,
+                      progress=None) -> tuple[dict | None, dict | None]:
+    """Read one recording and write its group into the (existing) store at ``target``: ``(row, None)``, or
+    ``(None, {"file", "reason"})`` where it is skipped. One part of :meth:`EegLoader.write`, which may run
+    on a dask worker."""
+    try:
+        data = read_recording(info.path, device, common_sfreq)
+    except SkipRecording as e:
+        result = None, {"file": info.file, "reason": e.reason}
+    else:
+        result = write_recording(Path(target), info, data), None
+    if progress is not None:
+        progress.update(1)
+    return result
 
 
 class EegSource(dict):
@@ -113,15 +129,14 @@ class EegLoader(TreeLoader):
             raise NeuroharnessError(f"{self.name}: write() takes what fetch() returns (an EegSource)")
         layout, skipped, rows = files.layout, list(files.skipped), []
         zarr.open_group(str(target), mode="w", zarr_format=2)
-        with progress_bar(total=len(files.recordings), desc=f"[{self.name}] recordings", unit="rec") as bar:
-            for info in files.recordings:
-                try:
-                    data = read_recording(info.path, layout.device(info.device), layout.common_sfreq)
-                except SkipRecording as e:
-                    skipped.append({"file": info.file, "reason": e.reason})
-                else:
-                    rows.append(write_recording(target, info, data))
-                bar.update(1)
+        parts = [(str(target), info, layout.device(info.device), layout.common_sfreq) for info in files.recordings]
+        shared = [target, *sorted({str(info.path) for info in files.recordings})]
+        for row, skip in self.write_parts(convert_recording, parts, desc=f"[{self.name}] recordings", unit="rec",
+                                          shared=shared):
+            if skip is None:
+                rows.append(row)
+            else:
+                skipped.append(skip)
         skipped.sort(key=lambda s: s["file"])
         for s in skipped:
             # a warning: seen even when status lines are off (CI, -q)

@@ -24,7 +24,7 @@ class FisbeLoader(TreeLoader):
         return local_release(path), f"local copy {path}"
 
     def write(self, files, target):
-        write_store(files, target)
+        write_store(files, target, self.write_parts)
 
     def summary(self, tree):
         idx = sample_index(tree)

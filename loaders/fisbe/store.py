@@ -12,7 +12,7 @@ import xarray as xr
 import zarr
 
 from neuroharness.errors import DataFormatError
-from neuroharness.progress import progress_bar, status
+from neuroharness.progress import status
 
 from .. import io
 from . import ngff
@@ -314,20 +314,35 @@ def _read_slab(ref: SampleRef, key: str, array, zs: slice) -> np.ndarray:
                               "it again") from None
 
 
-def write_store(files: dict[str, Path], target: Path) -> int:
-    """Stream every sample of the raw files into the store at ``target``; return the sample count."""
+def write_sample(target: str, ref: SampleRef, progress=None) -> dict:
+    """Stream one sample into its group of the (existing) store at ``target``; return its index row.
+
+    One part of :func:`write_store`, which may run on a dask worker (so it opens the store itself)."""
+    root = zarr.open_group(target, mode="r+", zarr_format=2)
+    with ref.opened() as group:
+        raw_in, gt_in = check_arrays(ref, group)
+        row = copy_sample(root, ref, raw_in, gt_in)
+    if progress is not None:
+        progress.update(1)
+    return row
+
+
+def write_store(files: dict[str, Path], target: Path, write_parts=None) -> int:
+    """Stream every sample of the raw files into the store at ``target``; return the sample count.
+
+    ``write_parts``: the loader's :meth:`~neuroharness.loaders.base.DatasetLoader.write_parts` (progress
+    bar, dask cluster); None writes the samples one after another here, without a bar."""
     refs = sample_refs(files)
     release = check_splits(refs, files.get(SPLIT_FILE))
     if not release["complete_release"]:
         status(f"[fisbe] {release['release_note']}")
-    root = zarr.open_group(str(target), mode="w", zarr_format=2)
-    rows = []
-    with progress_bar(total=len(refs), desc="fisbe", unit="sample") as bar:
-        for ref in refs:
-            with ref.opened() as group:
-                raw_in, gt_in = check_arrays(ref, group)
-                rows.append(copy_sample(root, ref, raw_in, gt_in))
-            bar.update(1)
+    zarr.open_group(str(target), mode="w", zarr_format=2)
+    parts = [(str(target), ref) for ref in refs]
+    if write_parts is None:
+        rows = [write_sample(*args) for args in parts]
+    else:  # the loader's: in this process with a progress bar, or one dask task per sample
+        rows = write_parts(write_sample, parts, desc="fisbe", unit="sample",
+                           shared=[target, *sorted({str(r.path) for r in refs})])
     df = pd.DataFrame(rows)
     index = xr.Dataset(coords={
         "sample": ("sample", df["sample"].to_numpy(str), {"long_name": "sample id (release file name without .zarr)"}),

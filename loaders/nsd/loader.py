@@ -18,7 +18,7 @@ import xarray as xr
 import zarr
 
 from neuroharness.errors import DataFormatError, NeuroharnessError
-from neuroharness.progress import progress_bar, status
+from neuroharness.progress import status
 
 from ..base import TreeLoader, root_attrs
 from . import cards
@@ -94,6 +94,20 @@ def challenge_subjects(path: Path, only: list[str] | None = None) -> dict[str, P
     return found
 
 
+def write_subject_part(target: str, kind: str, source, subject: str, progress=None) -> None:
+    """Write one subject's group into the (existing) store at ``target`` from the challenge release folder of
+    that subject or the NSD files' root (``kind``). One part of :meth:`NsdAlgonautsLoader.write`, which may run
+    on a dask worker (so it opens the store and reads the source itself). ``progress``: a bar counting images."""
+    if kind == NSD_FILES:
+        from . import bucket
+
+        arrays = bucket.subject_from_nsd(source, subject)
+    else:
+        arrays = subject_from_challenge(source, subject)
+    status(f"[nsd-algonauts2023] {subject}: {len(arrays.nsd_id)} stimuli")
+    write_subject(zarr.open_group(target, mode="r+", zarr_format=2), arrays, progress=progress)
+
+
 class NsdAlgonautsLoader(TreeLoader):
     card = cards.NSD
 
@@ -129,19 +143,18 @@ class NsdAlgonautsLoader(TreeLoader):
         if kind == NSD_FILES:
             from . import bucket
 
-            # the rebuild itself (minutes, scratch files as large as the responses) runs one subject at a time
+            # the rebuild itself (minutes, scratch files as large as the responses) is one part per subject
             checks = [bucket.check_nsd_subject(files.root, s) for s in subjects]
             sizes = [c["n_train"] + c["n_test"] for c in checks]
-            build = [lambda s=s: bucket.subject_from_nsd(files.root, s) for s in subjects]
+            parts = [(str(target), kind, files.root, s) for s in subjects]
+            shared = [] if isinstance(files.root, str) and "://" in files.root else [files.root]
         else:
-            arrays = [subject_from_challenge(files[s], s) for s in subjects]
-            sizes = [len(a.nsd_id) for a in arrays]
-            build = [lambda a=a: a for a in arrays]
+            sizes = [len(subject_from_challenge(files[s], s).nsd_id) for s in subjects]  # lazy: memmaps, paths
+            parts = [(str(target), kind, files[s], s) for s in subjects]
+            shared = [files[s] for s in subjects]
         root = zarr.open_group(str(target), mode="w", zarr_format=2)
-        with progress_bar(total=sum(sizes), desc=f"[{self.name}] images", unit="image") as bar:
-            for subject, n, make in zip(subjects, sizes, build):
-                status(f"[{self.name}] {subject}: {n} stimuli")
-                write_subject(root, make(), progress=bar)
+        self.write_parts(write_subject_part, parts, desc=f"[{self.name}] images", unit="image", sizes=sizes,
+                         shared=[target, *shared])
         root.attrs.update({"subjects": list(subjects), "source_kind": kind})
 
     def summary(self, tree):

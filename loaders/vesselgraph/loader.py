@@ -64,7 +64,7 @@ class VesselGraphLoader(TreeLoader):
         return local_files(path, only), f"local copy {path}"
 
     def write(self, files, target):
-        write_store(files, target)
+        write_store(files, target, self.write_parts)
 
     def summary(self, tree):
         idx = graph_index(tree)

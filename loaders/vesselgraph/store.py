@@ -15,7 +15,7 @@ import numpy as np
 import zarr
 
 from neuroharness.errors import DataFormatError
-from neuroharness.progress import progress_bar, status
+from neuroharness.progress import status
 
 from .. import io
 from . import csv
@@ -127,19 +127,33 @@ def write_graph(root: zarr.Group, ref: GraphRef) -> dict:
             "has_atlas": has_atlas}
 
 
-def write_store(files: dict[str, Path], target: Path) -> list[dict]:
-    """Write every graph of ``files`` into a new store at ``target``; return the index rows."""
+def write_graph_part(target: str, ref: GraphRef, progress=None) -> dict:
+    """Write one graph into its group of the (existing) store at ``target``; return its index row.
+
+    One part of :func:`write_store`, which may run on a dask worker (so it opens the store itself)."""
+    status(f"[vesselgraph] {ref.name}: {ref.where}")
+    row = write_graph(zarr.open_group(target, mode="r+", zarr_format=2), ref)
+    if progress is not None:
+        progress.update(1)
+    return row
+
+
+def write_store(files: dict[str, Path], target: Path, write_parts=None) -> list[dict]:
+    """Write every graph of ``files`` into a new store at ``target``; return the index rows.
+
+    ``write_parts``: the loader's :meth:`~neuroharness.loaders.base.DatasetLoader.write_parts` (progress
+    bar, dask cluster); None writes the graphs one after another here, without a bar."""
     refs = graph_refs(files)
     for ref in refs:  # cheap checks first, so a bad header fails before minutes of parsing
         csv.check_header(ref.nodes, [c.name for c in csv.NODE_COLUMNS])
         csv.check_header(ref.edges, [c.name for c in csv.EDGE_COLUMNS])
     root = zarr.open_group(str(target), mode="w", zarr_format=2)
-    rows = []
-    with progress_bar(total=len(refs), desc="vesselgraph", unit="graph") as bar:
-        for ref in refs:
-            status(f"[vesselgraph] {ref.name}: {ref.where}")
-            rows.append(write_graph(root, ref))
-            bar.update(1)
+    parts = [(str(target), ref) for ref in refs]
+    if write_parts is None:
+        rows = [write_graph_part(*args) for args in parts]
+    else:  # the loader's: in this process with a progress bar, or one dask task per graph
+        files_read = sorted({str(f.path) for r in refs for f in (r.nodes, r.edges, r.atlas) if f is not None})
+        rows = write_parts(write_graph_part, parts, desc="vesselgraph", unit="graph", shared=[target, *files_read])
     index = {
         "graph": (np.array([r["graph"] for r in rows]), {"long_name": "graph short name (VesselGraph dataset name)"}),
         "file_id": (np.array([r["file_id"] for r in rows]), {"long_name": "prefix of the graph's CSV files"}),

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neuroharness import cluster
 from neuroharness.errors import DataFormatError, NeuroharnessError, SubmissionError
 from neuroharness.loaders.location import StoreLocation, as_location
 
@@ -141,6 +142,29 @@ def write_predictions(path, predictions: dict[str, np.ndarray]) -> Path:
                                   "(Z, Y, X) integer label image or a (N, Z, Y, X) integer/bool instance stack")
     return write_arrays(path, predictions, compressed=True, chunks=lambda a: (
         (a.shape[0],) * (a.ndim == 4) + tuple(min(64, n) for n in a.shape[-3:])))
+
+
+def score_volume(data: "StoreData", sample: str, pred: np.ndarray) -> dict:
+    """evaluate_instances of one prediction against the sample's GT (partly mode for partly samples)."""
+    from neuroharness.metrics.instance_segmentation import evaluate_instances
+
+    return evaluate_instances(data.gt(sample), pred, partly=data.subset(sample) == "partly",
+                              remove_small=REMOVE_SMALL)
+
+
+def _score_prediction(data: "StoreData", sample: str, pred: np.ndarray, source: str) -> dict:
+    check_prediction_header(source, sample, pred.shape, pred.dtype, data.shape(sample))
+    check_prediction_values(source, sample, pred)
+    if pred.dtype.kind == "i":  # checked >= 0: the same labels, and the metric skips its own min() pass
+        pred = pred.view(pred.dtype.str.replace("i", "u"))
+    return score_volume(data, sample, pred)
+
+
+def score_sample(location: StoreLocation, index: pd.DataFrame, path: Path, sample: str) -> dict:
+    """Metrics of one sample of the submission file at ``path`` against the store at ``location`` (``index``:
+    that sample's row of the sample index): one task of a distributed ``evaluate``, reading both itself."""
+    with PredictionFile(path) as pf:
+        return _score_prediction(StoreData(location, index.reset_index(drop=True)), sample, pf.load(sample), pf.name)
 
 
 # -- store access ---------------------------------------------------------------------
@@ -295,6 +319,7 @@ class FisbeInstanceSegmentation(Task):
 
     card = INSTANCE_SEGMENTATION
     cache_size = 1
+    scores_on_cluster = True  # one task per sample (a real volume takes tens of seconds)
     #: Published baselines' test scores (see :data:`~.cards.REFERENCE_ROWS`).
     reference_rows = REFERENCE_ROWS
 
@@ -342,23 +367,26 @@ class FisbeInstanceSegmentation(Task):
 
     def score_volume(self, data: StoreData, sample: str, pred: np.ndarray) -> dict:
         """evaluate_instances of one prediction against the sample's GT (partly mode for partly samples)."""
-        from neuroharness.metrics.instance_segmentation import evaluate_instances
+        return score_volume(data, sample, pred)
 
-        return evaluate_instances(data.gt(sample), pred, partly=data.subset(sample) == "partly",
-                                  remove_small=REMOVE_SMALL)
+    def _score(self, data: StoreData, split: str, volume, source: str, path: Path | None = None) -> dict:
+        """:func:`aggregate` over the samples of ``split``; ``volume(sample)`` gives one prediction at a time.
 
-    def _score(self, data: StoreData, split: str, volume, source: str) -> dict:
-        """:func:`aggregate` over the samples of ``split``; ``volume(sample)`` gives one prediction at a time."""
+        With a dask scheduler (``evaluate --dask-scheduler``, :func:`neuroharness.cluster.using`) and a
+        submission file at ``path``, each sample is scored by one task on the cluster (:func:`score_sample`),
+        which reads the file and the store itself; the metrics are the same."""
         expected = data.samples(split)
-        per_sample = {}
-        for s in expected:
-            pred = volume(s)
-            check_prediction_header(source, s, pred.shape, pred.dtype, data.shape(s))
-            check_prediction_values(source, s, pred)
-            if pred.dtype.kind == "i":  # checked >= 0: the same labels, and the metric skips its own min() pass
-                pred = pred.view(pred.dtype.str.replace("i", "u"))
-            per_sample[s] = self.score_volume(data, s, pred)
-            del pred
+        address = cluster.scheduler_address()
+        if address is not None and path is not None and len(expected) > 1:
+            parts = [(data.location, data.index[data.index["sample"] == s], path, s) for s in expected]
+            per_sample = [None] * len(parts)
+            shared = [path, *([data.location.path] if data.location.is_local else [])]
+            for i, result in cluster.run_parts(score_sample, parts, address, shared=shared,
+                                               purpose="the fisbe store and the submission"):
+                per_sample[i] = result
+            per_sample = dict(zip(expected, per_sample))
+        else:
+            per_sample = {s: _score_prediction(data, s, volume(s), source) for s in expected}
         # aggregate's main_score (= S, first key) is what the base would add; kept so that the key order of
         # evaluate's output and of records is today's
         return aggregate(per_sample, {s: data.subset(s) for s in expected})
@@ -368,7 +396,7 @@ class FisbeInstanceSegmentation(Task):
 
         Keeps the ``note`` of a one-subset store."""
         with (predictions if isinstance(predictions, PredictionFile) else PredictionFile(predictions)) as pf:
-            return self._score(data, split, pf.load, pf.name)
+            return self._score(data, split, pf.load, pf.name, pf.path)
 
     def score_model(self, model, data: StoreData, split: str) -> dict:
         """Predict and score one volume at a time; finite numbers only (what records hold)."""
