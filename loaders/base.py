@@ -190,6 +190,8 @@ class DatasetLoader:
         self.strict = bool(strict)
         self.layout = None if layout is None else Path(layout).expanduser()
         self.scheduler = cluster.scheduler_address(dask_scheduler)
+        if self.scheduler is not None and not isinstance(self, TreeLoader):
+            status(f"[{self.name}] one store of one part: prepared in this process, not on the dask cluster")
         if cache.home_url() is not None:
             location = self.store_location()
             there = location.exists()

@@ -16,6 +16,7 @@ local or a URL). Code already running on a worker never submits more tasks: ther
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import os
@@ -127,6 +128,46 @@ def run_parts(fn: Callable[..., Any], parts: Sequence[tuple], address: str | Non
         client.close()
 
 
+def map_ordered(fn: Callable[..., Any], parts: Sequence[tuple], address: str | None, *, window: int | None = None,
+                shared: Sequence[str] = (), purpose: str = "") -> Iterator[Any]:
+    """``fn(*args)`` for every part, yielded in the order of ``parts``, for parts that only compute (write
+    nothing) and whose results the caller must consume in order (e.g. sums that must add up bit for bit).
+
+    With ``address``, at most ``window`` parts (default: twice the cluster's threads) are submitted or held
+    at a time, so finished results wait on the workers, not in this process; an error cancels the rest.
+    Without, the parts run here one by one as they are consumed."""
+    if address is None:
+        for args in parts:
+            yield fn(*args)
+        return
+    client = connect(address)
+    try:
+        if shared:
+            _check_shared(client, address, [str(p) for p in shared], purpose)
+        window = window or 2 * max(1, sum(client.nthreads().values()))
+        run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        todo = iter(enumerate(parts))
+        pending: collections.deque = collections.deque()
+
+        def submit_next() -> None:
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(client.submit(fn, *nxt[1], pure=False, key=f"neuroharness-map-{nxt[0]}-{run_id}"))
+
+        for _ in range(window):
+            submit_next()
+        try:
+            while pending:
+                result = pending.popleft().result()  # the future is dropped: the cluster forgets its result
+                submit_next()
+                yield result
+        except BaseException:  # an error, or the consumer stopped (GeneratorExit)
+            client.cancel(list(pending))
+            raise
+    finally:
+        client.close()
+
+
 def _unless_stopped(stop: str, fn, *args):
     """``fn(*args)`` on a worker, unless the run already failed (the event named ``stop`` is set)."""
     from distributed import Event, get_client
@@ -157,4 +198,4 @@ def describe(address: str | None) -> str:
     return "in this process" if address is None else f"on the dask cluster at {address}"
 
 
-__all__ = ["ENV", "scheduler_address", "using", "on_worker", "connect", "run_parts", "describe"]
+__all__ = ["ENV", "scheduler_address", "using", "on_worker", "connect", "run_parts", "map_ordered", "describe"]

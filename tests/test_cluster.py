@@ -38,7 +38,7 @@ def local_cluster(eeg_home):
     # started after NEUROHARNESS_HOME points at the fixture's cache: the worker processes inherit it
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEUROHARNESS_HOME", str(eeg_home / "home"))
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                       silence_logs=40) as lc:
             yield lc
 
@@ -150,17 +150,52 @@ def test_prepare_on_a_local_cluster_writes_the_in_process_store(name, part_sourc
                                                                  monkeypatch):
     monkeypatch.delenv(cluster.ENV, raising=False)
     here, a = _prepare(name, part_sources[name], tmp_path / "here", monkeypatch)
+    before = _task_counts(local_cluster)
     there, b = _prepare(name, part_sources[name], tmp_path / "there", monkeypatch, local_cluster.scheduler_address)
+    ran = {k: v - before.get(k, 0) for k, v in _task_counts(local_cluster).items() if v != before.get(k, 0)}
     assert a["content_sha256"] == b["content_sha256"]
     parts = json.loads(a["parts_sha256"])
     assert parts == json.loads(b["parts_sha256"]) and len(parts) >= 2 - (name == "nsd-bucket")
     # provenance other than the build time is equal too (the index order, the skips, the release facts)
     volatile = {"created"}
     assert {k: v for k, v in a.items() if k not in volatile} == {k: v for k, v in b.items() if k not in volatile}
+    if name == "nsd-bucket":  # the parts were the sessions: one cluster task per hemisphere and session file
+        import zarr
+
+        sessions = zarr.open_group(str(there), mode="r")["subj01"].attrs["n_sessions"]
+        assert ran == {"neuroharness-map": 2 * sessions}, ran
+    else:  # one task per part (a skipped recording too)
+        assert ran == {"neuroharness-part": len(json.loads(b["parts_sha256"])) + len(json.loads(b.get("skipped", "[]")))}
     if name == "nszed":
         skipped = json.loads(b["skipped"])
         assert len(skipped) == 1 and "truncated" in skipped[0]["reason"].lower()
     assert not list(there.parent.glob(".*tmp-*"))
+
+
+def _task_counts(lc) -> dict:
+    """{task prefix: tasks finished so far (entered the memory state)} on the cluster's scheduler."""
+    def counts(dask_scheduler):
+        return {name: p.state_counts["memory"] for name, p in dask_scheduler.task_prefixes.items()}
+
+    with distributed.Client(lc.scheduler_address, set_as_default=False) as client:
+        return client.run_on_scheduler(counts)
+
+
+def test_map_ordered_yields_in_order(local_cluster):
+    parts = [(i, 0.2 if i % 3 == 0 else 0.0) for i in range(7)]  # early parts finish last
+    assert list(cluster.map_ordered(_sleep_then, parts, local_cluster.scheduler_address, window=3)) == list(range(7))
+    assert list(cluster.map_ordered(_sleep_then, parts, None)) == list(range(7))
+    with pytest.raises(ValueError, match="part 4"):
+        list(cluster.map_ordered(_sleep_then, [*parts[:4], (-4, 0.0), *parts[5:]], local_cluster.scheduler_address))
+
+
+def _sleep_then(i, seconds):
+    import time
+
+    time.sleep(seconds)
+    if i < 0:
+        raise ValueError(f"part {-i}")
+    return i
 
 
 def test_prepare_on_a_cluster_fails_cleanly_on_a_bad_part(part_sources, local_cluster, tmp_path, monkeypatch):

@@ -74,6 +74,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroharness import cluster
 from neuroharness.errors import DataFormatError, DownloadError
 
 DATASET = "nsd-algonauts2023"
@@ -796,14 +797,15 @@ def raw_files(root, subjects, rsc_label=None) -> dict[str, Path]:
 
 
 def subject_from_nsd(root, subject: str, rsc_label=None, *, storage_options: dict | None = None,
-                     workdir=None):
+                     workdir=None, scheduler: str | None = None):
     """Rebuild ``subject``'s challenge data from the NSD files under ``root``; return a ``SubjectArrays``.
 
     ``root``: a folder or an fsspec URL with the NSD bucket layout (``s3://natural-scenes-dataset``: anonymous
     access; ``$NEUROHARNESS_S3_ENDPOINT`` or ``storage_options`` for another endpoint or credentials).
     ``rsc_label``: a folder holding the devkit's ``{lh,rh}.nsdgeneralRSC.mgz`` (see :func:`rsc_location`).
     ``workdir``: where the float32 responses are kept until written (anonymous scratch files; default
-    ``$NEUROHARNESS_HOME/tmp``).
+    ``$NEUROHARNESS_HOME/tmp``). ``scheduler``: a dask.distributed scheduler address; each session file is
+    then read and z-scored by one task on that cluster (the results are the same).
 
     Every input is checked before any betas are read (:func:`check_nsd_subject`); errors are
     :class:`DataFormatError` (or :class:`DownloadError` for an unreachable URL) naming the subject and the
@@ -837,7 +839,7 @@ def subject_from_nsd(root, subject: str, rsc_label=None, *, storage_options: dic
     total = sum(b.nbytes for h in HEMIS for b in plan.files[h])
     with progress_bar(total=total, desc=f"[{DATASET}] {subject} betas", unit="B", unit_scale=True) as bar:
         for hemi in HEMIS:
-            out, keep = _hemisphere(plan, hemi, row_of_trial, n_rows, workdir, bar)
+            out, keep = _hemisphere(plan, hemi, row_of_trial, n_rows, workdir, bar, scheduler)
             idx = plan.mask_idx[hemi]
             removed[hemi] = int((~keep).sum())
             fsaverage_index[hemi] = idx[keep].astype(np.int32)
@@ -873,42 +875,73 @@ def subject_from_nsd(root, subject: str, rsc_label=None, *, storage_options: dic
                          attrs=attrs)
 
 
-def _hemisphere(plan: _Plan, hemi: str, row_of_trial: np.ndarray, n_rows: int, workdir: Path, bar):
-    """``(responses (n_rows, kept) float32, read-only; keep (masked,) bool)`` of one hemisphere."""
+def _checked_zscore(x: np.ndarray, src: _Root, betas: _BetasFile, idx: np.ndarray, number: int,
+                    subject: str) -> tuple[np.ndarray, bool]:
+    """``(z-scored betas, whether any is NaN)`` of one session's masked betas ``x`` (trials, vertices) after
+    refusing what the devkit would not accept (infinite values; NaN outside subj06/subj08)."""
+    finite = np.isfinite(x)
+    has_nan = not finite.all()
+    if has_nan:
+        trial, col = (int(a[0]) for a in np.nonzero(~finite))
+        value = x[trial, col]
+        if np.isinf(value) or number not in NAN_SUBJECTS:
+            raise DataFormatError(
+                f"{subject}: {src.where(betas.rel)} holds {value} at trial {trial} (0-based) of fsaverage "
+                f"vertex {int(idx[col])}, inside nsdgeneral; the devkit removes NaN vertices only for "
+                "subj06 and subj08 (and no infinite values anywhere), so this file looks damaged")
+        if np.isinf(x).any():
+            trial, col = (int(a[0]) for a in np.nonzero(np.isinf(x)))
+            raise DataFormatError(f"{subject}: {src.where(betas.rel)} holds {x[trial, col]} at trial {trial} "
+                                  f"(0-based) of fsaverage vertex {int(idx[col])}, inside nsdgeneral; the "
+                                  "devkit accepts no infinite beta, so this file looks damaged")
+    del finite
+    with np.errstate(invalid="ignore", divide="ignore"):  # a vertex NaN in every trial: removed by the caller
+        return zscore_session(x, has_nan), has_nan
+
+
+def session_zscores(src: _Root, betas: _BetasFile, idx: np.ndarray, n_vertices: int, number: int,
+                    subject: str) -> tuple[np.ndarray, bool]:
+    """Read one session file's masked betas and z-score them (:func:`_checked_zscore`): one cluster task of
+    ``datasets prepare nsd-algonauts2023 --dask-scheduler`` from NSD files (float64, trials x vertices)."""
+    return _checked_zscore(_read_session(src, betas, idx, n_vertices), src, betas, idx, number, subject)
+
+
+def _hemisphere(plan: _Plan, hemi: str, row_of_trial: np.ndarray, n_rows: int, workdir: Path, bar,
+                scheduler: str | None = None):
+    """``(responses (n_rows, kept) float32, read-only; keep (masked,) bool)`` of one hemisphere; with a dask
+    ``scheduler`` the sessions are read and z-scored on the cluster."""
     idx, src, subject = plan.mask_idx[hemi], plan.src, plan.subject
     out = _scratch((n_rows, len(idx)), np.float32, workdir)
     acc = _Accumulator(row_of_trial, n_rows, len(idx), out, workdir)
     nan_any = np.zeros(len(idx), dtype=bool)
     files = plan.files[hemi]
-    # the next session is read while this one is computed (numpy and file reads release the GIL)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_read_session, src, files[0], idx, plan.n_vertices[hemi], bar)
-        for s, betas in enumerate(files):
-            x = pending.result()
-            if s + 1 < len(files):
-                pending = pool.submit(_read_session, src, files[s + 1], idx, plan.n_vertices[hemi], bar)
-            finite = np.isfinite(x)
-            has_nan = not finite.all()
-            if has_nan:
-                trial, col = (int(a[0]) for a in np.nonzero(~finite))
-                value = x[trial, col]
-                if np.isinf(value) or plan.number not in NAN_SUBJECTS:
-                    raise DataFormatError(
-                        f"{subject}: {src.where(betas.rel)} holds {value} at trial {trial} (0-based) of fsaverage "
-                        f"vertex {int(idx[col])}, inside nsdgeneral; the devkit removes NaN vertices only for "
-                        "subj06 and subj08 (and no infinite values anywhere), so this file looks damaged")
-                if np.isinf(x).any():
-                    trial, col = (int(a[0]) for a in np.nonzero(np.isinf(x)))
-                    raise DataFormatError(f"{subject}: {src.where(betas.rel)} holds {x[trial, col]} at trial {trial} "
-                                          f"(0-based) of fsaverage vertex {int(idx[col])}, inside nsdgeneral; the "
-                                          "devkit accepts no infinite beta, so this file looks damaged")
-            del finite
-            with np.errstate(invalid="ignore", divide="ignore"):  # a vertex NaN in every trial: removed below
-                z = zscore_session(x, has_nan)
-            if has_nan:
-                nan_any |= np.isnan(z).any(axis=0)
-            acc.add(s * plan.trials, np.ascontiguousarray(z))  # rows contiguous for the per-trial sums
-            del x, z
+    if scheduler is None:
+        # the next session is read while this one is computed (numpy and file reads release the GIL)
+        def sessions():
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(_read_session, src, files[0], idx, plan.n_vertices[hemi], bar)
+                for s, betas in enumerate(files):
+                    x = pending.result()
+                    if s + 1 < len(files):
+                        pending = pool.submit(_read_session, src, files[s + 1], idx, plan.n_vertices[hemi], bar)
+                    yield _checked_zscore(x, src, betas, idx, plan.number, subject)
+                    del x
+    else:
+        # one cluster task per session file (read and z-score: the heavy part); the sums are made here in
+        # session order, so the responses are bit-identical to the in-process ones
+        def sessions():
+            parts = [(src, betas, idx, plan.n_vertices[hemi], plan.number, subject) for betas in files]
+            shared = [] if src.remote else [src.local]
+            for betas, result in zip(files, cluster.map_ordered(session_zscores, parts, scheduler, shared=shared,
+                                                                 purpose="the NSD files")):
+                bar.update(betas.nbytes)
+                yield result
+
+    for s, (z, has_nan) in enumerate(sessions()):
+        if has_nan:
+            nan_any |= np.isnan(z).any(axis=0)
+        acc.add(s * plan.trials, np.ascontiguousarray(z))  # rows contiguous for the per-trial sums
+        del z
     del acc
     keep = ~nan_any
     if not keep.all():

@@ -18,7 +18,7 @@ import xarray as xr
 import zarr
 
 from neuroharness.errors import DataFormatError, NeuroharnessError
-from neuroharness.progress import status
+from neuroharness.progress import progress_bar, status
 
 from ..base import TreeLoader, root_attrs
 from . import cards
@@ -94,14 +94,15 @@ def challenge_subjects(path: Path, only: list[str] | None = None) -> dict[str, P
     return found
 
 
-def write_subject_part(target: str, kind: str, source, subject: str, progress=None) -> None:
+def write_subject_part(target: str, kind: str, source, subject: str, progress=None, scheduler=None) -> None:
     """Write one subject's group into the (existing) store at ``target`` from the challenge release folder of
     that subject or the NSD files' root (``kind``). One part of :meth:`NsdAlgonautsLoader.write`, which may run
-    on a dask worker (so it opens the store and reads the source itself). ``progress``: a bar counting images."""
+    on a dask worker (so it opens the store and reads the source itself). ``progress``: a bar counting images;
+    ``scheduler``: NSD files only, the sessions are read on that dask cluster."""
     if kind == NSD_FILES:
         from . import bucket
 
-        arrays = bucket.subject_from_nsd(source, subject)
+        arrays = bucket.subject_from_nsd(source, subject, scheduler=scheduler)
     else:
         arrays = subject_from_challenge(source, subject)
     status(f"[nsd-algonauts2023] {subject}: {len(arrays.nsd_id)} stimuli")
@@ -153,8 +154,15 @@ class NsdAlgonautsLoader(TreeLoader):
             parts = [(str(target), kind, files[s], s) for s in subjects]
             shared = [files[s] for s in subjects]
         root = zarr.open_group(str(target), mode="w", zarr_format=2)
-        self.write_parts(write_subject_part, parts, desc=f"[{self.name}] images", unit="image", sizes=sizes,
-                         shared=[target, *shared])
+        if kind == NSD_FILES and self.scheduler is not None:
+            # the parts on the cluster are the sessions (reading and z-scoring each betas file is the heavy
+            # work, and one subject is the usual build); the subjects are written here one after another
+            with progress_bar(total=sum(sizes), desc=f"[{self.name}] images", unit="image") as bar:
+                for args in parts:
+                    write_subject_part(*args, progress=bar, scheduler=self.scheduler)
+        else:
+            self.write_parts(write_subject_part, parts, desc=f"[{self.name}] images", unit="image", sizes=sizes,
+                             shared=[target, *shared])
         root.attrs.update({"subjects": list(subjects), "source_kind": kind})
 
     def summary(self, tree):

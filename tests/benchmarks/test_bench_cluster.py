@@ -99,7 +99,7 @@ def _source(root: Path, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def local_cluster():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   silence_logs=40) as lc:
         yield lc
 
