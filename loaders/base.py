@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 

@@ -98,15 +98,9 @@ def run_parts(fn: Callable[..., Any], parts: Sequence[tuple], address: str | Non
         for i, args in enumerate(parts):
             yield i, fn(*args)
         return
-    from distributed import as_completed
+    from distributed import Event, as_completed
 
-    client = connect(address)
-    try:
-        if shared:
-            _check_shared(client, address, [str(p) for p in shared], purpose)
-        from distributed import Event
-
-        run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    with _session(address, shared, purpose) as (client, run_id):
         stop = Event(f"neuroharness-stop-{run_id}", client=client)
         futures = [client.submit(_unless_stopped, stop.name, fn, *args, pure=False,
                                  key=f"neuroharness-part-{i}-{run_id}") for i, args in enumerate(parts)]
@@ -124,8 +118,6 @@ def run_parts(fn: Callable[..., Any], parts: Sequence[tuple], address: str | Non
             stop.set()
             client.cancel(futures)
             raise
-    finally:
-        client.close()
 
 
 def map_ordered(fn: Callable[..., Any], parts: Sequence[tuple], address: str | None, *, window: int | None = None,
@@ -140,12 +132,8 @@ def map_ordered(fn: Callable[..., Any], parts: Sequence[tuple], address: str | N
         for args in parts:
             yield fn(*args)
         return
-    client = connect(address)
-    try:
-        if shared:
-            _check_shared(client, address, [str(p) for p in shared], purpose)
+    with _session(address, shared, purpose) as (client, run_id):
         window = window or 2 * max(1, sum(client.nthreads().values()))
-        run_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         todo = iter(enumerate(parts))
         pending: collections.deque = collections.deque()
 
@@ -164,6 +152,16 @@ def map_ordered(fn: Callable[..., Any], parts: Sequence[tuple], address: str | N
         except BaseException:  # an error, or the consumer stopped (GeneratorExit)
             client.cancel(list(pending))
             raise
+
+
+@contextlib.contextmanager
+def _session(address: str, shared: Sequence[str], purpose: str):
+    """``(client, run id)`` for one batch of parts, after checking that every worker sees ``shared``."""
+    client = connect(address)
+    try:
+        if shared:
+            _check_shared(client, address, [str(p) for p in shared], purpose)
+        yield client, f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
     finally:
         client.close()
 
