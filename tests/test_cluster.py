@@ -271,6 +271,13 @@ def test_fisbe_evaluate_on_a_local_cluster_equals_the_in_process_scores(part_sou
     with cluster.using(local_cluster.scheduler_address):
         there = task.evaluate(preds)
     assert there == here and len({k.split("/")[0] for k in here if k.startswith("SYN")}) == 2  # per-sample rows
+    # a Zarr-folder submission is read by the workers the same way
+    folder = _fisbe_predictions(task, tmp_path / "preds.zarr")
+    before = _task_counts(local_cluster)
+    with cluster.using(local_cluster.scheduler_address):
+        assert task.evaluate(folder) == here
+    after = _task_counts(local_cluster)
+    assert after["neuroharness-part"] - before.get("neuroharness-part", 0) == 2  # one task per test sample
     assert 0 < here["main_score"] < 1
     # the command: --dask-scheduler, and the same metrics as JSON
     assert main(["evaluate", "fisbe-instance-segmentation", str(preds), "--json", "--dask-scheduler",
