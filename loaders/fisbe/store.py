@@ -327,22 +327,18 @@ def write_sample(target: str, ref: SampleRef, progress=None) -> dict:
     return row
 
 
-def write_store(files: dict[str, Path], target: Path, write_parts=None) -> int:
+def write_store(files: dict[str, Path], target: Path, write_parts) -> int:
     """Stream every sample of the raw files into the store at ``target``; return the sample count.
 
-    ``write_parts``: the loader's :meth:`~neuroharness.loaders.base.DatasetLoader.write_parts` (progress
-    bar, dask cluster); None writes the samples one after another here, without a bar."""
+    ``write_parts``: the loader's :meth:`~neuroharness.loaders.base.DatasetLoader.write_parts`, which
+    writes the samples in this process with a progress bar, or one dask task each."""
     refs = sample_refs(files)
     release = check_splits(refs, files.get(SPLIT_FILE))
     if not release["complete_release"]:
         status(f"[fisbe] {release['release_note']}")
     zarr.open_group(str(target), mode="w", zarr_format=2)
-    parts = [(str(target), ref) for ref in refs]
-    if write_parts is None:
-        rows = [write_sample(*args) for args in parts]
-    else:  # the loader's: in this process with a progress bar, or one dask task per sample
-        rows = write_parts(write_sample, parts, desc="fisbe", unit="sample",
-                           shared=[target, *sorted({str(r.path) for r in refs})])
+    rows = write_parts(write_sample, [(str(target), ref) for ref in refs], desc="fisbe", unit="sample",
+                       shared=[target, *sorted({str(r.path) for r in refs})])
     df = pd.DataFrame(rows)
     index = xr.Dataset(coords={
         "sample": ("sample", df["sample"].to_numpy(str), {"long_name": "sample id (release file name without .zarr)"}),

@@ -138,22 +138,19 @@ def write_graph_part(target: str, ref: GraphRef, progress=None) -> dict:
     return row
 
 
-def write_store(files: dict[str, Path], target: Path, write_parts=None) -> list[dict]:
+def write_store(files: dict[str, Path], target: Path, write_parts) -> list[dict]:
     """Write every graph of ``files`` into a new store at ``target``; return the index rows.
 
-    ``write_parts``: the loader's :meth:`~neuroharness.loaders.base.DatasetLoader.write_parts` (progress
-    bar, dask cluster); None writes the graphs one after another here, without a bar."""
+    ``write_parts``: the loader's :meth:`~neuroharness.loaders.base.DatasetLoader.write_parts`, which
+    writes the graphs in this process with a progress bar, or one dask task each."""
     refs = graph_refs(files)
     for ref in refs:  # cheap checks first, so a bad header fails before minutes of parsing
         csv.check_header(ref.nodes, [c.name for c in csv.NODE_COLUMNS])
         csv.check_header(ref.edges, [c.name for c in csv.EDGE_COLUMNS])
     root = zarr.open_group(str(target), mode="w", zarr_format=2)
-    parts = [(str(target), ref) for ref in refs]
-    if write_parts is None:
-        rows = [write_graph_part(*args) for args in parts]
-    else:  # the loader's: in this process with a progress bar, or one dask task per graph
-        files_read = sorted({str(f.path) for r in refs for f in (r.nodes, r.edges, r.atlas) if f is not None})
-        rows = write_parts(write_graph_part, parts, desc="vesselgraph", unit="graph", shared=[target, *files_read])
+    files_read = sorted({str(f.path) for r in refs for f in (r.nodes, r.edges, r.atlas) if f is not None})
+    rows = write_parts(write_graph_part, [(str(target), ref) for ref in refs], desc="vesselgraph", unit="graph",
+                       shared=[target, *files_read])
     index = {
         "graph": (np.array([r["graph"] for r in rows]), {"long_name": "graph short name (VesselGraph dataset name)"}),
         "file_id": (np.array([r["file_id"] for r in rows]), {"long_name": "prefix of the graph's CSV files"}),
