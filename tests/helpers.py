@@ -89,3 +89,13 @@ def run_child(argv: list[str], env: dict, tmp) -> dict:
     assert out.returncode == 0, out.stderr[-4000:]
     kb = int(report.read_text().split()[-1]) if prefix else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"wall_s": wall, "peak_rss_mb": kb / 1024, "stdout": out.stdout}
+
+
+def bench_dir(env: str, tmp_path_factory, name: str) -> Path:
+    """Where a benchmark keeps its generated data: ``$env`` when set (kept between runs), else a fresh
+    temp folder ``name``; created if missing."""
+    import os
+
+    root = Path(os.environ.get(env) or tmp_path_factory.mktemp(name))
+    root.mkdir(parents=True, exist_ok=True)
+    return root

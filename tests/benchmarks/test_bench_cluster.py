@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import run_child
+from helpers import bench_dir, run_child
 
 distributed = pytest.importorskip("distributed")
 
@@ -75,9 +75,7 @@ def makespan(costs: list[float], workers: int) -> float:
 
 @pytest.fixture(scope="module")
 def bench_root(tmp_path_factory):
-    root = Path(os.environ.get("NH_BENCH_CLUSTER_DIR") or tmp_path_factory.mktemp("cluster_bench"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return bench_dir("NH_BENCH_CLUSTER_DIR", tmp_path_factory, "cluster_bench")
 
 
 def _source(root: Path, name: str) -> Path:

@@ -74,7 +74,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import load_script, run_child
+from helpers import bench_dir, load_script, run_child
 
 TIME = Path("/usr/bin/time")
 SIZES = ["small", "real"]
@@ -226,7 +226,7 @@ def _last_json(stdout: str) -> dict:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    return Path(os.environ.get("NH_BENCH_EEG_DIR") or tmp_path_factory.mktemp("eeg_bench"))
+    return bench_dir("NH_BENCH_EEG_DIR", tmp_path_factory, "eeg_bench")
 
 
 _sources: dict[str, dict] = {}

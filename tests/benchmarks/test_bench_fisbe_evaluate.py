@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_script, peak_rss
+from helpers import bench_dir, load_script, peak_rss
 
 TASK = "fisbe-instance-segmentation"
 SHAPE = (385, 685, 686)
@@ -88,7 +88,7 @@ def case(tmp_path_factory):
     """(NEUROHARNESS_HOME, prediction path, kind) of the real-size case, built once."""
     from neuroharness.loaders import get_loader
 
-    root = Path(os.environ.get("NH_BENCH_FISBE_EVAL_DIR") or tmp_path_factory.mktemp("fisbe_eval_bench"))
+    root = bench_dir("NH_BENCH_FISBE_EVAL_DIR", tmp_path_factory, "fisbe_eval_bench")
     home, pred_path, kind_file = root / "home", root / "pred.npz", root / "kind"
     os.environ["NEUROHARNESS_HOME"] = str(home)
     if not (pred_path.exists() and kind_file.exists() and get_loader("fisbe").store_path().exists()):

@@ -14,10 +14,9 @@ one pass over each volume) is timed separately.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import bench_dir, load_script
 
 SHAPE, PATCH, N_PATCHES = (128, 256, 256), 64, 64
 
@@ -26,7 +25,7 @@ SHAPE, PATCH, N_PATCHES = (128, 256, 256), 64, 64
 def store(tmp_path_factory):
     from neuroharness.loaders import get_loader
 
-    root = Path(os.environ.get("NH_BENCH_FISBE_DIR") or tmp_path_factory.mktemp("fisbe_bench"))
+    root = bench_dir("NH_BENCH_FISBE_DIR", tmp_path_factory, "fisbe_bench")
     raw = root / "raw"
     if not (raw / "sample_list_per_split.txt").exists():
         load_script("make_fisbe_fixture").write_release(raw, n_per_split=2, shape=SHAPE, n_neurons=6, seed=0)

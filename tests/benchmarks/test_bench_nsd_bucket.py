@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import load_script
+from helpers import bench_dir, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = int(os.environ.get("NH_BENCH_NSD_TRIALS", "75"))
@@ -87,7 +87,7 @@ print(json.dumps(result))
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
-    root = Path(os.environ.get("NH_BENCH_NSD_DIR") or tmp_path_factory.mktemp("nsd_bench"))
+    root = bench_dir("NH_BENCH_NSD_DIR", tmp_path_factory, "nsd_bench")
     src = root / f"bucket_{VERTICES}_{TRIALS}_{MASK}"
     if not (src / "nsddata_betas").is_dir():
         load_script("make_nsd_bucket_fixture").write_bucket(src, ("subj01",), trials=TRIALS,

@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import load_script, run_child
+from helpers import bench_dir, load_script, run_child
 
 REAL_SIZE = os.environ.get("NH_BENCH_NSD_REAL_SIZE", "").lower() in {"1", "true", "yes"}
 N_TRAIN = int(os.environ.get("NH_BENCH_NSD_N_TRAIN", "2000"))
@@ -115,7 +115,7 @@ def _env(home: Path) -> dict:
 def store(tmp_path_factory) -> dict:
     """The challenge-layout fixture and its prepared store, made once (reused from ``$NH_BENCH_NSD_DIR``)."""
     sizes = _sizes()
-    root = Path(os.environ.get("NH_BENCH_NSD_DIR") or tmp_path_factory.mktemp("nsd_cli_bench"))
+    root = bench_dir("NH_BENCH_NSD_DIR", tmp_path_factory, "nsd_cli_bench")
     tag = "real" if REAL_SIZE else f"{sizes['n_train']}_{sizes['n_test']}_{sizes['image_size']}"
     src, home = root / f"challenge_{tag}", root / f"home_challenge_{tag}"
     done = home / "prepared.ok"

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import bench_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = [int(s) for s in os.environ.get("NH_BENCH_VESSELGRAPH_NODES", "884624,1769248,3538495").split(",")]
@@ -58,9 +59,7 @@ print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
 
 @pytest.fixture(scope="module")
 def bench_root(tmp_path_factory):
-    root = Path(os.environ.get("NH_BENCH_VESSELGRAPH_DIR") or tmp_path_factory.mktemp("vesselgraph_bench"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return bench_dir("NH_BENCH_VESSELGRAPH_DIR", tmp_path_factory, "vesselgraph_bench")
 
 
 def _csvs(root: Path, n: int) -> Path:
