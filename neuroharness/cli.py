@@ -431,13 +431,14 @@ def cmd_evaluate(args) -> int:
     from neuroharness import cluster
     from neuroharness.tasks import get_task
 
-    if args.dask_scheduler and not get_task(card.name).scores_on_cluster:
+    task = get_task(card.name)
+    if args.dask_scheduler and not task.scores_on_cluster:
         raise UsageError(f"task {card.name} scores in this process (its metrics take seconds); --dask-scheduler "
                          "applies to evaluate of fisbe-instance-segmentation, and to `run` of every task")
 
     with cluster.using(cluster.scheduler_address(args.dask_scheduler)):
         if record_dir is None:
-            metrics = get_task(card.name).evaluate(predictions, split=args.split, options=options)
+            metrics = task.evaluate(predictions, split=args.split, options=options)
         else:
             from neuroharness.leaderboards.runner import submission_record
 

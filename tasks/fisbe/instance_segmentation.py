@@ -365,10 +365,6 @@ class FisbeInstanceSegmentation(Task):
         """``{sample: label image}`` of every volume of ``split`` (all in memory: see :meth:`score_model`)."""
         return {s: model.predict(data.raw(s)) for s in data.samples(split)}
 
-    def score_volume(self, data: StoreData, sample: str, pred: np.ndarray) -> dict:
-        """evaluate_instances of one prediction against the sample's GT (partly mode for partly samples)."""
-        return score_volume(data, sample, pred)
-
     def _score(self, data: StoreData, split: str, volume, source: str, path: Path | None = None) -> dict:
         """:func:`aggregate` over the samples of ``split``; ``volume(sample)`` gives one prediction at a time.
 
